@@ -1,0 +1,35 @@
+# agriseg developer commands. `make test` and `make demo` bootstrap .venv on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench samples clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check agriseg tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check agriseg tests bench
+
+demo: $(STAMP)
+	$(BIN)/agriseg info sample_tiles/field_rgb.tif
+	$(BIN)/agriseg info sample_tiles/field_rgbn.tif
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+samples: $(STAMP)
+	$(BIN)/python -m agriseg.sample_data sample_tiles
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench/out

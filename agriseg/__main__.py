@@ -1,0 +1,3 @@
+from agriseg.cli.main import cli
+
+cli()

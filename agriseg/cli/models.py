@@ -1,0 +1,30 @@
+"""``agriseg models``: the architectures and encoders the registry can build."""
+
+from __future__ import annotations
+
+import click
+
+from agriseg.cli.options import echo_json, json_opt
+from agriseg.models.registry import DEFAULT_ENCODER, list_architectures, list_encoders
+
+
+@click.command("models")
+@click.option("--encoders/--no-encoders", default=True, show_default=True,
+              help="Also list encoder names.")
+@json_opt
+def command(encoders: bool, as_json: bool) -> None:
+    """List model architectures and encoders."""
+    archs = list_architectures()
+    names = list_encoders() if encoders else []
+    if as_json:
+        echo_json({"architectures": {a.name: a.description for a in archs},
+                   "encoders": names, "default_encoder": DEFAULT_ENCODER})
+        return
+    click.echo("Architectures:")
+    for a in archs:
+        click.echo(f"  {a.name:<14} {a.description}")
+    if names:
+        click.echo(f"Encoders ({len(names)}; default {DEFAULT_ENCODER}; timm encoders as "
+                   "tu-<name>):")
+        for n in names:
+            click.echo(f"  {n}")

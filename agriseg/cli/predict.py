@@ -1,0 +1,47 @@
+"""``agriseg predict``: a class-mask COG from a raster and a checkpoint."""
+
+from __future__ import annotations
+
+import click
+
+from agriseg.cli.options import (
+    bands_opt,
+    echo_json,
+    inference_opts,
+    json_opt,
+    overwrite_opt,
+    patch_opts,
+)
+from agriseg.infer.pipeline import predict_raster
+
+
+@click.command("predict")
+@click.argument("raster", type=click.Path(dir_okay=False))
+@click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint (.safetensors) with its model card.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Class-mask GeoTIFF (COG) to write.")
+@click.option("--confidence", type=click.Path(dir_okay=False), default=None,
+              help="Also write the winning class's probability (percent, uint8) here.")
+@patch_opts
+@inference_opts
+@bands_opt
+@overwrite_opt
+@json_opt
+@click.pass_context
+def command(ctx: click.Context, raster: str, model_path: str, output: str,
+            confidence: str | None, patch_px: int | None, overlap_px: int, batch_size: int,
+            device: str, blend: str, bands: list[int] | None, overwrite: bool,
+            as_json: bool) -> None:
+    """Label every pixel of RASTER with the model's classes."""
+    result = predict_raster(raster, model_path, output, patch_px=patch_px,
+                            overlap_px=overlap_px, batch_size=batch_size, device=device,
+                            blend=blend, bands=bands, confidence=confidence,
+                            overwrite=overwrite, progress=not ctx.obj["quiet"])
+    if as_json:
+        echo_json(vars(result))
+        return
+    total = max(1, sum(result.class_pixels.values()))
+    shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in result.class_pixels.items())
+    click.echo(f"{result.mask_path}: {result.width}x{result.height} px, {result.patches} patches "
+               f"in {result.seconds:.1f} s ({shares})")

@@ -1,0 +1,168 @@
+"""Raster in, class mask out: tiler -> predictor -> stitcher -> COG, streaming all the way.
+
+A reader thread reads strips and cuts normalized patches while the model runs; the stitcher
+releases finished rows to the writers as soon as no later patch can touch them. Peak memory is
+set by the patch size, batch size and raster width, never by the raster's height.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from tqdm import tqdm
+
+from agriseg.infer.blending import BLEND_MODES, BlendMode
+from agriseg.infer.predictor import Predictor, prefetch
+from agriseg.infer.stitcher import FinishedRows, StripAccumulator
+from agriseg.models.card import ModelCard
+from agriseg.models.checkpoint import load_checkpoint, read_card
+from agriseg.models.registry import input_divisor
+from agriseg.outputs import check_output
+from agriseg.raster.fit import check_fit
+from agriseg.raster.grid import PatchGrid, make_grid
+from agriseg.raster.io import MaskSource, open_raster
+from agriseg.raster.reader import StripReader, cut_patch, normalize
+from agriseg.raster.writers import class_colormap, class_tags, cog_writer
+
+log = logging.getLogger("agriseg")
+DEFAULT_OVERLAP_PX = 64
+
+
+@dataclass
+class Batch:
+    images: np.ndarray  # (N, C, H, W) float32, normalized
+    keys: list[tuple[int, int]]  # (patch row, patch column) of each image
+    row_valid: dict[int, np.ndarray]  # valid mask of each patch row starting in this batch
+
+
+@dataclass
+class PredictResult:
+    mask_path: Path
+    confidence_path: Path | None
+    width: int
+    height: int
+    patches: int
+    patch_px: int
+    overlap_px: int
+    class_pixels: dict[str, int]
+    nodata_pixels: int
+    seconds: float
+    model_seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def iter_batches(reader: StripReader, grid: PatchGrid, card: ModelCard, batch_size: int
+                 ) -> Iterator[Batch]:
+    """Normalized patches in grid order, ``batch_size`` at a time (batches may span rows)."""
+    images: list[np.ndarray] = []
+    keys: list[tuple[int, int]] = []
+    row_valid: dict[int, np.ndarray] = {}
+    for row in reader:
+        row_valid[row.index] = row.valid
+        for j, x0 in enumerate(grid.cols):
+            data, valid = cut_patch(row, x0, grid)
+            images.append(normalize(data, valid, card.normalization))
+            keys.append((row.index, j))
+            if len(images) == batch_size:
+                yield Batch(np.stack(images), keys, row_valid)
+                images, keys, row_valid = [], [], {}
+    if images:
+        yield Batch(np.stack(images), keys, row_valid)
+
+
+def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Module,
+                   dst: str | os.PathLike, *, card: ModelCard | None = None,
+                   patch_px: int | None = None, overlap_px: int = DEFAULT_OVERLAP_PX,
+                   batch_size: int = 8, device: str = "auto", blend: BlendMode = "hann",
+                   bands: Sequence[int] | None = None,
+                   confidence: str | os.PathLike | None = None, overwrite: bool = False,
+                   amp: bool = True, progress: bool = False) -> PredictResult:
+    """Predict a class mask for ``raster`` and write it to ``dst`` as a COG.
+
+    ``model`` is a checkpoint path (its card is read from it) or a module with ``card``.
+    ``confidence`` optionally names a second COG of the winning class's softmax probability in
+    percent. Both outputs appear only when complete.
+    """
+    t0 = time.perf_counter()
+    if blend not in BLEND_MODES:
+        raise ValueError(f"unknown blend mode {blend!r}; use one of {BLEND_MODES}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    dst = check_output(dst, overwrite)
+    conf_path = check_output(confidence, overwrite) if confidence else None
+    if isinstance(model, nn.Module):
+        if card is None:
+            raise ValueError("a model passed as a module needs its card")
+    else:
+        card = read_card(model)  # cheap header check before opening anything heavy
+    with open_raster(raster) as src:
+        fit = check_fit(src, card, bands)
+        fit.raise_for_problems(str(raster))
+        for w in fit.warnings:
+            log.warning("%s: %s", raster, w)
+        if not isinstance(model, nn.Module):
+            model, card = load_checkpoint(model)
+        grid = make_grid(src.height, src.width, patch_px or card.patch_px, overlap_px,
+                         input_divisor(model))
+        predictor = Predictor(model, device=device, amp=amp)
+        reader = StripReader(src, fit.indexes, grid, MaskSource.of(src, fit.indexes))
+        acc = StripAccumulator(grid, card.num_classes, blend, confidence=conf_path is not None)
+        counts = np.zeros(256, dtype=np.int64)
+        writer_kw = dict(width=src.width, height=src.height, crs=src.crs,
+                         transform=src.transform, overwrite=overwrite)
+        with contextlib.ExitStack() as stack:
+            mask_w = stack.enter_context(cog_writer(
+                dst, resampling="mode", colormap=class_colormap(card.colors),
+                tags=class_tags(card.classes, card.colors), description="class", **writer_kw))
+            conf_w = None
+            if conf_path is not None:
+                conf_w = stack.enter_context(cog_writer(
+                    conf_path, resampling="average", description="confidence_percent",
+                    tags={"units": "percent", "meaning": "softmax probability of the "
+                          "predicted class"}, **writer_kw))
+
+            def emit(rows: Iterator[FinishedRows]) -> None:
+                for fin in rows:
+                    mask_w.write(fin.y0, fin.classes)
+                    counts[:] += np.bincount(fin.classes.ravel(), minlength=256)
+                    if conf_w is not None:
+                        conf_w.write(fin.y0, fin.confidence)
+
+            model_s = _run(grid, reader, card, batch_size, predictor, acc, emit, progress)
+            emit(acc.close())
+    return PredictResult(
+        mask_path=dst, confidence_path=conf_path, width=grid.width, height=grid.height,
+        patches=len(grid), patch_px=max(grid.patch_h, grid.patch_w), overlap_px=overlap_px,
+        class_pixels={name: int(counts[i]) for i, name in enumerate(card.classes)},
+        nodata_pixels=int(counts[255]), seconds=time.perf_counter() - t0,
+        model_seconds=model_s, warnings=fit.warnings)
+
+
+def _run(grid: PatchGrid, reader: StripReader, card: ModelCard, batch_size: int,
+         predictor: Predictor, acc: StripAccumulator, emit, progress: bool) -> float:
+    """The main loop; returns the seconds spent in the model."""
+    model_s = 0.0
+    row = -1
+    bar = tqdm(total=len(grid), unit="patch", desc="predict", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    with bar:
+        for batch in prefetch(iter_batches(reader, grid, card, batch_size)):
+            t = time.perf_counter()
+            logits = predictor(batch.images)
+            model_s += time.perf_counter() - t
+            for (i, j), patch_logits in zip(batch.keys, logits, strict=True):
+                if i != row:
+                    emit(acc.start_row(i, batch.row_valid[i]))
+                    row = i
+                acc.add(i, j, patch_logits)
+            bar.update(len(batch.keys))
+    return model_s

@@ -1,0 +1,147 @@
+"""The model card: everything inference needs to know about a model, stored with its weights.
+
+A checkpoint without its card is a guess (which bands? which scaling? which classes?). The card
+is a plain dataclass that round-trips through JSON, so it can live in a safetensors header and be
+read without loading any weights or executing any code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agriseg import __version__
+from agriseg.errors import CheckpointError, ConfigError
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
+DEFAULT_COLORS = ((139, 90, 43), (34, 139, 34), (220, 20, 60), (30, 144, 255), (255, 215, 0),
+                  (148, 0, 211), (0, 206, 209), (255, 140, 0))
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-band input scaling: ``(value - mean) / std`` in the raster's own units.
+
+    ``mode="scale"`` is the common "divide by 255" case (mean 0, std = scale) and is kept as a
+    separate mode only so the card says what was meant.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    mode: Literal["meanstd", "scale"] = "meanstd"
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise ConfigError(f"normalization has {len(self.mean)} means but {len(self.std)} stds")
+        bad = [s for s in self.std if not (math.isfinite(s) and s > 0)]
+        if bad:
+            raise ConfigError(f"normalization std must be positive and finite, got {bad}")
+
+    @classmethod
+    def from_scale(cls, scale: float, n_bands: int) -> Normalization:
+        return cls(mean=(0.0,) * n_bands, std=(float(scale),) * n_bands, mode="scale")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], n_bands: int) -> Normalization:
+        if "scale" in d:
+            return cls.from_scale(float(d["scale"]), n_bands)
+        try:
+            return cls(mean=tuple(float(v) for v in d["mean"]),
+                       std=tuple(float(v) for v in d["std"]), mode=d.get("mode", "meanstd"))
+        except KeyError as e:
+            raise ConfigError(f"normalization needs 'mean' and 'std' (or 'scale'); missing {e}") \
+                from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "mode": self.mode}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model expects and what it predicts.
+
+    ``arch`` is the registry config (``{"arch": "deeplabv3plus", "encoder_name": ..., ...}``);
+    ``bands`` names the input bands in the order the model takes them; ``dtype`` is the raster
+    dtype the normalization was computed for.
+    """
+
+    arch: dict[str, Any]
+    bands: tuple[str, ...]
+    classes: tuple[str, ...]
+    normalization: Normalization
+    dtype: str = "uint8"
+    colors: tuple[tuple[int, int, int], ...] = ()
+    patch_px: int = 512
+    pixel_size_m: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    name: str = "agriseg-model"
+    description: str = ""
+    agriseg_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if self.dtype not in SUPPORTED_DTYPES:
+            raise ConfigError(f"model card dtype {self.dtype!r} is not one of {SUPPORTED_DTYPES}")
+        if len(self.normalization.mean) != len(self.bands):
+            raise ConfigError(f"model card lists {len(self.bands)} bands but normalization has "
+                              f"{len(self.normalization.mean)} values")
+        if len(self.classes) < 2:
+            raise ConfigError("a model needs at least 2 classes (0 is background/soil)")
+        if not self.colors:
+            cols = tuple(DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(self.classes)))
+            object.__setattr__(self, "colors", cols)
+        elif len(self.colors) != len(self.classes):
+            raise ConfigError(f"{len(self.colors)} colours for {len(self.classes)} classes")
+        if self.patch_px <= 0:
+            raise ConfigError(f"patch size must be positive, got {self.patch_px}")
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.bands)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["normalization"] = self.normalization.to_dict()
+        d["bands"] = list(self.bands)
+        d["classes"] = list(self.classes)
+        d["colors"] = [list(c) for c in self.colors]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        try:
+            bands = tuple(str(b) for b in d["bands"])
+            return cls(
+                arch=dict(d["arch"]), bands=bands, classes=tuple(str(c) for c in d["classes"]),
+                normalization=Normalization.from_dict(d["normalization"], len(bands)),
+                dtype=str(d.get("dtype", "uint8")),
+                colors=tuple(tuple(int(v) for v in c) for c in d.get("colors", ())),
+                patch_px=int(d.get("patch_px", 512)),
+                pixel_size_m=None if d.get("pixel_size_m") is None else float(d["pixel_size_m"]),
+                metrics=dict(d.get("metrics", {})), name=str(d.get("name", "agriseg-model")),
+                description=str(d.get("description", "")),
+                agriseg_version=str(d.get("agriseg_version", "unknown")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise CheckpointError(f"model card is incomplete or malformed: {e!r}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"model card is not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise CheckpointError("model card is not a JSON object")
+        return cls.from_dict(d)

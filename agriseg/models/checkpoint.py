@@ -1,0 +1,87 @@
+"""Checkpoints: one ``.safetensors`` file holding the weights, with the model card in its header.
+
+safetensors stores raw tensors and a JSON header, nothing executable, so opening a checkpoint can
+never run code (unlike pickle-based ``.pt`` files, which agriseg refuses). The card is read from
+the header alone, so ``agriseg info --model`` does not need to build the network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from agriseg.errors import CheckpointError, ConfigError, InputNotFoundError
+from agriseg.models.card import ModelCard
+from agriseg.models.registry import model_from_config
+from agriseg.outputs import atomic_output
+
+FORMAT = "agriseg.checkpoint"
+FORMAT_VERSION = "1"
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ / torch zip archive
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, card: ModelCard,
+                    overwrite: bool = True) -> Path:
+    """Write ``model``'s weights and ``card`` to ``path`` atomically."""
+    from safetensors.torch import save_model
+
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_card": card.to_json()}
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        save_model(model, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """Read only the model card from a checkpoint header (no weights, no code)."""
+    return ModelCard.from_json(_read_metadata(Path(path))["model_card"])
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
+                    ) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the network from the card and load its weights; returns ``(model, card)``."""
+    path = Path(path)
+    card = read_card(path)
+    try:
+        model = model_from_config(card.arch, in_channels=card.in_channels,
+                                  classes=card.num_classes)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: model card describes a model agriseg cannot build: {e}") \
+            from None
+    from safetensors.torch import load_model
+
+    try:
+        load_model(model, str(path), strict=True, device=str(device))
+    except (RuntimeError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{path}: weights do not match the model card: {first}") from None
+    return model.eval(), card
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.exists():
+        raise InputNotFoundError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint is not a file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(_PICKLE_MAGIC):
+        raise CheckpointError(f"{path}: this is a pickle/PyTorch file, not an agriseg checkpoint; "
+                              "agriseg never unpickles files (they can run code)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors checkpoint (corrupt or another "
+                              f"format): {e}") from None
+    if meta.get("format") != FORMAT or "model_card" not in meta:
+        raise CheckpointError(f"{path}: a safetensors file, but not an agriseg checkpoint "
+                              "(no agriseg model card in its header)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')} "
+                              f"is not supported (this agriseg reads {FORMAT_VERSION})")
+    return meta

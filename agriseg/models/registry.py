@@ -1,0 +1,166 @@
+"""Model registry: build any supported segmentation network from one small config.
+
+One factory with one parameter vocabulary (``arch, encoder_name, encoder_weights, in_channels,
+classes``) so a model card's ``arch`` dict is enough to rebuild the network. The multiscale
+context decoders come from segmentation-models-pytorch: DeepLabV3+ (ASPP, the default), PSPNet
+(pyramid pooling), UPerNet (PPM + FPN), FPN and U-Net. Encoders are never downloaded here:
+``encoder_weights`` is ``None`` or a local weights file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from agriseg.errors import CheckpointError, ConfigError, InputNotFoundError
+
+DEFAULT_ARCH = "deeplabv3plus"
+DEFAULT_ENCODER = "resnet34"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
+    uses_encoder: bool = True
+
+
+def _smp_builder(class_name: str) -> Callable[..., nn.Module]:
+    def build(encoder_name: str, in_channels: int, classes: int, **kw: Any) -> nn.Module:
+        import segmentation_models_pytorch as smp
+
+        cls = getattr(smp, class_name)
+        # smp forwards unknown keywords to the encoder, which may silently drop a typo
+        params = inspect.signature(cls.__init__).parameters
+        known = {n for n, p in params.items() if p.kind is not p.VAR_KEYWORD} - {"self"}
+        unknown = sorted(set(kw) - known)
+        if unknown:
+            raise TypeError(f"unexpected options {unknown}; valid: {', '.join(sorted(known))}")
+        return cls(encoder_name=encoder_name, encoder_weights=None, in_channels=in_channels,
+                   classes=classes, **kw)
+    return build
+
+
+def _pixel_builder(encoder_name: str, in_channels: int, classes: int, hidden: int = 16,
+                   **kw: Any) -> nn.Module:
+    from agriseg.models.pixel import PixelMLP
+
+    if kw:
+        raise TypeError(f"unexpected options {sorted(kw)}")
+    return PixelMLP(in_channels=in_channels, out_channels=classes, hidden=hidden)
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "deeplabv3plus": ArchSpec("deeplabv3plus", "DeepLabV3+: ASPP multiscale context + decoder "
+                              "(default)", _smp_builder("DeepLabV3Plus")),
+    "pspnet": ArchSpec("pspnet", "PSPNet: pyramid pooling module (PPM)", _smp_builder("PSPNet")),
+    "upernet": ArchSpec("upernet", "UPerNet: PPM on the deepest features + FPN fusion",
+                        _smp_builder("UPerNet")),
+    "fpn": ArchSpec("fpn", "Feature Pyramid Network", _smp_builder("FPN")),
+    "unet": ArchSpec("unet", "U-Net with skip connections", _smp_builder("Unet")),
+    "pixel": ArchSpec("pixel", "per-pixel spectral classifier (1x1 convolutions, no context)",
+                      _pixel_builder, uses_encoder=False),
+}
+
+
+def list_architectures() -> list[ArchSpec]:
+    return list(ARCHITECTURES.values())
+
+
+def list_encoders() -> list[str]:
+    """Encoder names smp can build (weights are never downloaded by agriseg)."""
+    import segmentation_models_pytorch as smp
+
+    return sorted(smp.encoders.get_encoder_names())
+
+
+def _unknown(kind: str, name: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, valid, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    listed = ", ".join(valid) if len(valid) <= 12 else "run 'agriseg models' to list them"
+    return ConfigError(f"unknown {kind} {name!r}{hint} (valid: {listed})")
+
+
+def create_model(arch: str = DEFAULT_ARCH, encoder_name: str = DEFAULT_ENCODER,
+                 encoder_weights: str | os.PathLike | None = None, in_channels: int = 3,
+                 classes: int = 3, **kw: Any) -> nn.Module:
+    """Build a segmentation model; extra keyword arguments go to the architecture.
+
+    ``encoder_weights`` may name a local state-dict file (``.safetensors``, or a ``.pt``/``.pth``
+    loaded with ``weights_only=True``) for the encoder; nothing is downloaded.
+    """
+    key = arch.lower().replace("_", "").replace("-", "")
+    spec = ARCHITECTURES.get(key)
+    if spec is None:
+        raise _unknown("architecture", arch, list(ARCHITECTURES))
+    if in_channels < 1 or classes < 2:
+        raise ConfigError(f"need in_channels >= 1 and classes >= 2, got {in_channels}, {classes}")
+    if spec.uses_encoder and not encoder_name.startswith("tu-") \
+            and encoder_name not in list_encoders():
+        raise _unknown("encoder", encoder_name, list_encoders())
+    try:
+        model = spec.build(encoder_name=encoder_name, in_channels=in_channels, classes=classes,
+                           **kw)
+    except TypeError as e:
+        raise ConfigError(f"invalid option for architecture {key!r}: {e}") from None
+    except (ValueError, AssertionError) as e:
+        raise ConfigError(f"cannot build {key!r} with encoder {encoder_name!r}: {e}") from None
+    if encoder_weights is not None:
+        load_encoder_weights(model, encoder_weights)
+    return model
+
+
+def model_from_config(config: dict[str, Any], in_channels: int, classes: int) -> nn.Module:
+    """Build from a card's ``arch`` dict: ``{"arch": ..., "encoder_name": ..., **options}``."""
+    cfg = dict(config)
+    arch = cfg.pop("arch", DEFAULT_ARCH)
+    encoder = cfg.pop("encoder_name", DEFAULT_ENCODER)
+    cfg.pop("encoder_weights", None)  # weights come from the checkpoint
+    return create_model(arch, encoder, None, in_channels=in_channels, classes=classes, **cfg)
+
+
+def input_divisor(model: nn.Module) -> int:
+    """Patch sides must be a multiple of this: the encoder's output stride, else 1."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None and hasattr(encoder, "output_stride"):
+        # even where smp would interpolate odd sizes, aligned patches keep features aligned
+        return int(encoder.output_stride)
+    return int(getattr(model, "input_divisor", 1))
+
+
+def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a local encoder state dict, refusing tensors whose shapes do not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: encoder weights file not found (agriseg never "
+                                 "downloads weights; name a local .safetensors or .pth file)")
+    encoder = getattr(model, "encoder", None)
+    if encoder is None:
+        raise ConfigError("this architecture has no encoder to load weights into")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or pickled code: both are the user's file, not our bug
+        raise CheckpointError(f"{path}: cannot read encoder weights: {e}") from None
+    own = encoder.state_dict()
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+           for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        raise CheckpointError(f"{path}: encoder weights do not fit ({len(bad)} tensors), "
+                              f"e.g. {bad[0]}")
+    missing = [k for k in own if k not in state]
+    if len(missing) == len(own):
+        raise CheckpointError(f"{path}: no tensor names match this encoder")
+    encoder.load_state_dict(state, strict=False)

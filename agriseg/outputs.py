@@ -1,0 +1,93 @@
+"""Outputs that appear whole or not at all.
+
+Every file agriseg writes is first written under a temporary name in the target's folder and moved
+into place with ``os.replace`` only when complete, so a crash, an error or Ctrl-C never leaves a
+half-written raster where a user (or a cron job) would take it for a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from agriseg.errors import OutputError
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Validate an output path before any work starts; return it as a ``Path``.
+
+    Fails early (rather than after an hour of inference) when the file exists without
+    ``overwrite`` or when its folder is missing or not writable.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: output exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise OutputError(f"{path}: output is a folder, expected a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: folder {parent} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` if the block succeeds.
+
+    On any exception the temporary file is removed and ``path`` is left as it was. The
+    temporary name keeps the suffix so GDAL/OGR drivers guessed from it still work.
+    """
+    path = check_output(path, overwrite)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}",
+                                    dir=parent)
+    os.close(fd)
+    os.unlink(tmp_name)  # drivers want to create the file themselves
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written to {tmp}")
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+        # GDAL side-car files (.aux.xml, .ovr) written next to the temporary file
+        for side in parent.glob(tmp.name + ".*"):
+            _remove(side)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Like :func:`atomic_output` for a folder of outputs: fill a temporary folder, then rename."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: output folder exists; pass --overwrite to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: folder {parent} is not writable")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(p: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        p.unlink()

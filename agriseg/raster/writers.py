@@ -1,0 +1,130 @@
+"""Writing rasters strip by strip and finishing them as Cloud-Optimized GeoTIFFs.
+
+Rows arrive from the stitcher in strips of arbitrary height; they are buffered to whole block
+rows so GDAL never has to re-read and re-compress a half-written block. The staged tiled GeoTIFF
+is then copied by GDAL's COG driver, which builds the overviews (nearest/mode for classes: never
+a smoothing kernel that would invent class ids) and lays the file out for HTTP range reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.crs import CRS
+
+from agriseg.outputs import atomic_output
+
+Resampling = Literal["nearest", "mode", "average"]
+
+
+class StripWriter:
+    """Sequential writer of a single-band uint8 raster, one block row at a time."""
+
+    def __init__(self, path: str | os.PathLike, *, width: int, height: int, crs: CRS | None,
+                 transform: Affine, nodata: int = 255, blocksize: int = 256,
+                 colormap: dict[int, tuple[int, ...]] | None = None,
+                 tags: dict[str, str] | None = None, description: str | None = None) -> None:
+        profile: dict[str, Any] = dict(
+            driver="GTiff", width=width, height=height, count=1, dtype="uint8", nodata=nodata,
+            tiled=True, blockxsize=blocksize, blockysize=blocksize, compress="deflate",
+            BIGTIFF="IF_SAFER", transform=transform)
+        if crs is not None:
+            profile["crs"] = crs
+        self.ds = rasterio.open(path, "w", **profile)
+        if colormap:
+            self.ds.write_colormap(1, colormap)
+        if tags:
+            self.ds.update_tags(**tags)
+        if description:
+            self.ds.set_band_description(1, description)
+        self.block, self.width, self.height = blocksize, width, height
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+        self.next_row = 0
+
+    def write(self, y0: int, rows: np.ndarray) -> None:
+        """Append ``rows`` (shape ``(n, width)``), which must start at the next unwritten row."""
+        if y0 != self.next_row + self.pending_rows:
+            raise ValueError(f"rows must be written in order: got row {y0}, expected "
+                             f"{self.next_row + self.pending_rows}")
+        self.pending.append(rows)
+        self.pending_rows += rows.shape[0]
+        if self.pending_rows >= self.block:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self.pending:
+            return
+        buf = np.concatenate(self.pending, axis=0)
+        n = buf.shape[0] if final else buf.shape[0] // self.block * self.block
+        if n:
+            window = rasterio.windows.Window(0, self.next_row, self.width, n)
+            self.ds.write(buf[:n], 1, window=window)
+            self.next_row += n
+        self.pending = [buf[n:]] if n < buf.shape[0] else []
+        self.pending_rows = buf.shape[0] - n
+
+    def close(self) -> None:
+        self._flush(final=True)
+        self.ds.close()
+        if self.next_row != self.height:
+            raise RuntimeError(f"wrote {self.next_row} of {self.height} rows")
+
+    def __enter__(self) -> StripWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.ds.close()
+
+
+def to_cog(src_path: str | os.PathLike, dst_path: str | os.PathLike,
+           resampling: Resampling = "nearest", blocksize: int = 512) -> None:
+    """Copy a staged GeoTIFF to a Cloud-Optimized GeoTIFF with internal overviews."""
+    rasterio.shutil.copy(str(src_path), str(dst_path), driver="COG", COMPRESS="DEFLATE",
+                         BLOCKSIZE=str(blocksize), RESAMPLING=resampling.upper(),
+                         OVERVIEWS="AUTO", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+
+
+@contextlib.contextmanager
+def cog_writer(dst: str | os.PathLike, *, overwrite: bool, resampling: Resampling,
+               **writer_kw: Any) -> Iterator[StripWriter]:
+    """A :class:`StripWriter` whose result appears at ``dst`` as a COG, whole or not at all."""
+    with atomic_output(dst, overwrite=overwrite) as tmp:
+        stage = tmp.with_name(tmp.name + ".stage.tif")
+        with StripWriter(stage, **writer_kw) as writer:
+            yield writer
+        to_cog(stage, tmp, resampling=resampling)
+
+
+def class_colormap(colors: Sequence[Sequence[int]]) -> dict[int, tuple[int, int, int, int]]:
+    """GDAL colour table: class colours, and 255 (no-data) fully transparent."""
+    cmap = {i: (int(c[0]), int(c[1]), int(c[2]), 255) for i, c in enumerate(colors)}
+    cmap[255] = (0, 0, 0, 0)
+    return cmap
+
+
+def class_tags(classes: Sequence[str], colors: Sequence[Sequence[int]]) -> dict[str, str]:
+    """Metadata tags naming the classes, readable by agriseg and visible in QGIS/gdalinfo."""
+    tags = {"classes": json.dumps(list(classes)),
+            "class_colors": json.dumps([list(map(int, c)) for c in colors])}
+    tags.update({f"CLASS_{i}": name for i, name in enumerate(classes)})
+    return tags
+
+
+def read_classes(path: str | os.PathLike) -> list[str] | None:
+    """Class names stored by :func:`class_tags`, or None."""
+    with rasterio.open(Path(path)) as ds:
+        raw = ds.tags().get("classes")
+    return json.loads(raw) if raw else None

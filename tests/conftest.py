@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny generated rasters and checkpoints, and the real Carrot-Weed data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from agriseg.models.card import ModelCard, Normalization
+from agriseg.models.checkpoint import save_checkpoint
+from agriseg.models.registry import create_model
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "carrot-weed"
+CRS = "EPSG:32634"
+ORIGIN = (500000.0, 4650000.0)
+
+
+def write_raster(path: Path, data: np.ndarray, *, crs: str | None = CRS, pixel_size: float = 0.01,
+                 nodata: float | None = None, descriptions: Sequence[str] | None = None,
+                 alpha: bool = False, blocksize: int = 256, **extra) -> Path:
+    """Write ``data`` (bands, rows, cols) as a tiled GeoTIFF."""
+    count, height, width = data.shape
+    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
+                   nodata=nodata, tiled=True, blockxsize=blocksize, blockysize=blocksize,
+                   compress="deflate", **extra)
+    if crs is not None:
+        profile.update(crs=crs, transform=from_origin(*ORIGIN, pixel_size, pixel_size))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if descriptions:
+            for i, d in enumerate(descriptions, 1):
+                dst.set_band_description(i, d)
+        if alpha:
+            ci = list(dst.colorinterp)
+            ci[-1] = rasterio.enums.ColorInterp.alpha
+            dst.colorinterp = ci
+    return path
+
+
+@pytest.fixture
+def make_raster(tmp_path: Path) -> Callable[..., Path]:
+    """Factory for random rasters: ``make_raster(width=..., height=..., dtype=...)``."""
+
+    def make(name: str = "field.tif", *, width: int = 300, height: int = 200, count: int = 3,
+             dtype: str = "uint8", seed: int = 0, data: np.ndarray | None = None,
+             **kw) -> Path:
+        if data is None:
+            rng = np.random.default_rng(seed)
+            hi = {"uint8": 256, "uint16": 10000, "int16": 3000}.get(dtype)
+            if hi is None:
+                data = rng.random((count, height, width), dtype=np.float32)
+            else:
+                data = rng.integers(1, hi, (count, height, width)).astype(dtype)
+        return write_raster(tmp_path / name, data, **kw)
+
+    return make
+
+
+@pytest.fixture
+def make_checkpoint(tmp_path: Path) -> Callable[..., Path]:
+    """Factory for small random-weight checkpoints (per-pixel model by default)."""
+
+    def make(name: str = "model.safetensors", *, arch: str = "pixel",
+             encoder_name: str = "resnet18", bands: Sequence[str] = ("red", "green", "blue"),
+             classes: Sequence[str] = ("soil", "crop", "weed"), dtype: str = "uint8",
+             normalization: Normalization | None = None, patch_px: int = 64, seed: int = 0,
+             **arch_kw) -> Path:
+        torch.manual_seed(seed)
+        model = create_model(arch, encoder_name, in_channels=len(bands), classes=len(classes),
+                             **arch_kw)
+        if arch == "pixel":  # default init predicts one class everywhere; spread the logits
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.normal_(0.0, 1.0)
+        if normalization is None:
+            scale = {"uint8": 255.0, "uint16": 10000.0, "int16": 3000.0}.get(dtype, 1.0)
+            normalization = Normalization(mean=(scale / 2,) * len(bands),
+                                          std=(scale / 4,) * len(bands))
+        cfg = {"arch": arch, **arch_kw}
+        if arch != "pixel":
+            cfg["encoder_name"] = encoder_name
+        card = ModelCard(arch=cfg, bands=tuple(bands), classes=tuple(classes), dtype=dtype,
+                         normalization=normalization, patch_px=patch_px, pixel_size_m=0.01)
+        return save_checkpoint(tmp_path / name, model, card)
+
+    return make
+
+
+@pytest.fixture
+def carrot_weed() -> Path:
+    """The real Carrot-Weed rasters in ../shared, or skip when they are not there."""
+    if not SHARED_DATA.is_dir() or not any(SHARED_DATA.glob("IMG_*_labels.tif")):
+        pytest.skip("../shared/data/carrot-weed not present")
+    return SHARED_DATA
