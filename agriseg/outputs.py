@@ -28,12 +28,21 @@ def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise OutputError(f"{path}: output exists; pass --overwrite to replace it")
     if path.is_dir():
         raise OutputError(f"{path}: output is a folder, expected a file name")
+    _check_writable_folder(path)
+    return path
+
+
+def _check_writable_folder(path: Path) -> None:
+    """Probe by creating a file: permission bits lie to root and on read-only mounts."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{path}: folder {parent} is not writable")
-    return path
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".agriseg-probe-", dir=parent)
+    except OSError as e:
+        raise OutputError(f"{path}: folder {parent} is not writable ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 @contextlib.contextmanager
@@ -68,11 +77,10 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: output folder exists; pass --overwrite to replace it")
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder")
+    _check_writable_folder(path)
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{path}: folder {parent} is not writable")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
     try:
         yield tmp

@@ -42,8 +42,9 @@ def bands_opt(f: Callable) -> Callable:
 
 
 def patch_opts(f: Callable) -> Callable:
-    f = click.option("--overlap", "overlap_px", type=click.IntRange(min=0), default=64,
-                     show_default=True, help="Overlap between neighbouring patches, pixels.")(f)
+    f = click.option("--overlap", "overlap_px", type=click.IntRange(min=0), default=None,
+                     help="Overlap between neighbouring patches, pixels [default: 1/8 of the "
+                          "patch size].")(f)
     f = click.option("--patch-size", "patch_px", type=click.IntRange(min=1), default=None,
                      help="Patch side in pixels [default: the model's].")(f)
     return f

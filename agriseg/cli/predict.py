@@ -30,7 +30,8 @@ from agriseg.infer.pipeline import predict_raster
 @json_opt
 @click.pass_context
 def command(ctx: click.Context, raster: str, model_path: str, output: str,
-            confidence: str | None, patch_px: int | None, overlap_px: int, batch_size: int,
+            confidence: str | None, patch_px: int | None, overlap_px: int | None,
+            batch_size: int,
             device: str, blend: str, bands: list[int] | None, overwrite: bool,
             as_json: bool) -> None:
     """Label every pixel of RASTER with the model's classes."""

@@ -34,7 +34,11 @@ from agriseg.raster.reader import StripReader, cut_patch, normalize
 from agriseg.raster.writers import class_colormap, class_tags, cog_writer
 
 log = logging.getLogger("agriseg")
-DEFAULT_OVERLAP_PX = 64
+
+
+def default_overlap(patch_px: int) -> int:
+    """1/8 of the patch (64 px for 512 px patches): enough to hide border effects."""
+    return patch_px // 8
 
 
 @dataclass
@@ -81,7 +85,7 @@ def iter_batches(reader: StripReader, grid: PatchGrid, card: ModelCard, batch_si
 
 def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Module,
                    dst: str | os.PathLike, *, card: ModelCard | None = None,
-                   patch_px: int | None = None, overlap_px: int = DEFAULT_OVERLAP_PX,
+                   patch_px: int | None = None, overlap_px: int | None = None,
                    batch_size: int = 8, device: str = "auto", blend: BlendMode = "hann",
                    bands: Sequence[int] | None = None,
                    confidence: str | os.PathLike | None = None, overwrite: bool = False,
@@ -111,8 +115,10 @@ def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Modu
             log.warning("%s: %s", raster, w)
         if not isinstance(model, nn.Module):
             model, card = load_checkpoint(model)
-        grid = make_grid(src.height, src.width, patch_px or card.patch_px, overlap_px,
-                         input_divisor(model))
+        patch_px = patch_px or card.patch_px
+        if overlap_px is None:
+            overlap_px = default_overlap(patch_px)
+        grid = make_grid(src.height, src.width, patch_px, overlap_px, input_divisor(model))
         predictor = Predictor(model, device=device, amp=amp)
         reader = StripReader(src, fit.indexes, grid, MaskSource.of(src, fit.indexes))
         acc = StripAccumulator(grid, card.num_classes, blend, confidence=conf_path is not None)

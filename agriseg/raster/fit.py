@@ -14,7 +14,7 @@ import rasterio
 
 from agriseg.errors import ModelMismatchError
 from agriseg.models.card import ModelCard
-from agriseg.raster.io import pixel_size_m, select_bands
+from agriseg.raster.io import band_names, pixel_size_m, select_bands
 
 PIXEL_SIZE_TOLERANCE = 1.5  # ratio beyond which a model sees objects at an unfamiliar scale
 
@@ -40,7 +40,13 @@ def check_fit(src: rasterio.DatasetReader, card: ModelCard,
     try:
         report.indexes = select_bands(src, card.bands, bands)
     except ModelMismatchError as e:
-        report.problems.append(str(e).split(": ", 1)[-1])
+        report.problems.append(str(e).removeprefix(f"{src.name}: "))
+    names = band_names(src)
+    if report.indexes and not bands and not all(b.lower() in names for b in card.bands):
+        report.warnings.append(
+            f"band names ({', '.join(names)}) do not name the model's bands "
+            f"({', '.join(card.bands)}); using bands {report.indexes} in file order — pass "
+            "--bands if that is wrong")
     dtype = src.dtypes[0]
     if dtype != card.dtype:
         report.problems.append(

@@ -47,7 +47,8 @@ class StripReader:
             data = self.src.read(self.indexes, window=win)
             valid = self.mask.valid(self.src, data, self.indexes, win)
         except RasterioIOError as e:
-            msg = str(e).splitlines()[0] if str(e) else "read failed"
+            cause = e.__cause__ or e.__context__ or e  # GDAL's own message is on the cause
+            msg = str(cause).splitlines()[0] if str(cause) else "read failed"
             raise RasterError(f"{self.src.name}: corrupt or unreadable data in rows {y}-{y + n}: "
                               f"{msg}") from None
         self.rows_read += n
