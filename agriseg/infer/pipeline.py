@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from torch import nn
 from tqdm import tqdm
 
@@ -28,17 +29,12 @@ from agriseg.models.checkpoint import load_checkpoint, read_card
 from agriseg.models.registry import input_divisor
 from agriseg.outputs import check_output
 from agriseg.raster.fit import check_fit
-from agriseg.raster.grid import PatchGrid, make_grid
+from agriseg.raster.grid import PatchGrid, default_overlap, make_grid
 from agriseg.raster.io import MaskSource, open_raster
 from agriseg.raster.reader import StripReader, cut_patch, normalize
 from agriseg.raster.writers import class_colormap, class_tags, cog_writer
 
 log = logging.getLogger("agriseg")
-
-
-def default_overlap(patch_px: int) -> int:
-    """1/8 of the patch (64 px for 512 px patches): enough to hide border effects."""
-    return patch_px // 8
 
 
 @dataclass
@@ -62,6 +58,20 @@ class PredictResult:
     seconds: float
     model_seconds: float
     warnings: list[str] = field(default_factory=list)
+
+
+def gdal_env(src: rasterio.DatasetReader) -> contextlib.AbstractContextManager:
+    """A GDAL block cache big enough for two block rows of input and output, and no bigger.
+
+    GDAL's default (5% of RAM) keeps every block already read, so memory would grow with the
+    raster's size; the strip reader never goes back, so two block rows are all it needs. A
+    GDAL_CACHEMAX set by the user is left alone.
+    """
+    if os.environ.get("GDAL_CACHEMAX"):
+        return contextlib.nullcontext()
+    bh = max(src.block_shapes[0][0], 256)
+    row_bytes = src.width * bh * (src.count * np.dtype(src.dtypes[0]).itemsize + 2)
+    return rasterio.Env(GDAL_CACHEMAX=int(64 + 2 * row_bytes / 2**20))
 
 
 def iter_batches(reader: StripReader, grid: PatchGrid, card: ModelCard, batch_size: int
@@ -108,7 +118,7 @@ def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Modu
             raise ValueError("a model passed as a module needs its card")
     else:
         card = read_card(model)  # cheap header check before opening anything heavy
-    with open_raster(raster) as src:
+    with open_raster(raster) as src, gdal_env(src):
         fit = check_fit(src, card, bands)
         fit.raise_for_problems(str(raster))
         for w in fit.warnings:

@@ -27,6 +27,11 @@ def axis_positions(length: int, patch: int, stride: int) -> list[int]:
     return positions
 
 
+def default_overlap(patch_px: int) -> int:
+    """1/8 of the patch (64 px for 512 px patches): enough to hide border effects."""
+    return patch_px // 8
+
+
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
