@@ -160,3 +160,16 @@ def test_rows_are_read_once(make_raster, make_checkpoint):
         for row in reader:
             np.testing.assert_array_equal(row.data, full[:, row.y0:row.y0 + 64])
         assert reader.rows_read == 1000
+
+
+@pytest.mark.parametrize("h,w", [(45, 70), (33, 200), (1, 1)])
+def test_raster_smaller_than_a_patch_with_stride_32_model(make_raster, make_checkpoint,
+                                                           tmp_path, h, w):
+    src = make_raster(width=w, height=h)
+    ckpt = make_checkpoint(arch="fpn", encoder_name="resnet18", patch_px=128)
+    out = tmp_path / "mask.tif"
+    res = predict_raster(src, ckpt, out, overlap_px=16)
+    with rasterio.open(out) as ds:
+        mask = ds.read(1)
+    assert mask.shape == (h, w) and (mask < 3).all()
+    assert res.patches == (1 if w <= 128 else 2)
