@@ -1,0 +1,1 @@
+"""Benchmarks for agriseg (``make bench``); not part of the test run."""

@@ -1,0 +1,28 @@
+"""``make bench``: every benchmark, one summary, results in bench/out/results.json."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import torch
+
+from bench import bench_efficiency, bench_memory
+from bench.common import OUT
+
+
+def main() -> None:
+    print(f"agriseg benchmarks on {platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+    print("[efficiency] model time / pipeline time, 4096^2 raster")
+    eff = bench_efficiency.run()
+    print("[memory] peak RSS of agriseg predict, 4096^2 vs 16384^2")
+    mem = bench_memory.run()
+    results = {"efficiency": eff, "memory": mem}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"results written to {OUT / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
