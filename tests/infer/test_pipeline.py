@@ -173,3 +173,25 @@ def test_raster_smaller_than_a_patch_with_stride_32_model(make_raster, make_chec
         mask = ds.read(1)
     assert mask.shape == (h, w) and (mask < 3).all()
     assert res.patches == (1 if w <= 128 else 2)
+
+
+def test_real_field_photo_tiles_agree_with_whole_image(carrot_weed, make_checkpoint, tmp_path):
+    """Real Carrot-Weed imagery: georeferencing kept, tiles agree with one whole-image pass."""
+    src = carrot_weed / "IMG_3438.tif"
+    ckpt = make_checkpoint(arch="unet", encoder_name="resnet18", seed=0, encoder_depth=3,
+                           decoder_channels=(32, 16, 8), patch_px=256)
+    with rasterio.open(src) as ds:
+        data = ds.read(window=rasterio.windows.Window(0, 0, 640, 512))
+        crs, transform = ds.crs, ds.transform
+    sub = tmp_path / "sub.tif"
+    with rasterio.open(sub, "w", driver="GTiff", width=640, height=512, count=3, dtype="uint8",
+                       crs=crs, transform=transform) as dst:
+        dst.write(data)
+    expected, _ = whole_image_mask(ckpt, data)
+    out = tmp_path / "mask.tif"
+    predict_raster(sub, ckpt, out, overlap_px=64)
+    with rasterio.open(out) as ds:
+        got = ds.read(1)
+        assert ds.crs == crs and ds.transform == transform
+    assert len(np.unique(expected)) >= 2
+    assert (got == expected).mean() >= 0.99
