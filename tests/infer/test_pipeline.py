@@ -195,3 +195,18 @@ def test_real_field_photo_tiles_agree_with_whole_image(carrot_weed, make_checkpo
         assert ds.crs == crs and ds.transform == transform
     assert len(np.unique(expected)) >= 2
     assert (got == expected).mean() >= 0.99
+
+
+def test_internal_mask_is_no_data(make_raster, make_checkpoint, tmp_path):
+    src = make_raster(width=96, height=64)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(src, "r+") as ds:
+        m = np.full((64, 96), 255, dtype=np.uint8)
+        m[:20, :50] = 0
+        ds.write_mask(m)
+    out = tmp_path / "mask.tif"
+    predict_raster(src, make_checkpoint(), out, patch_px=32, overlap_px=8)
+    with rasterio.open(out) as ds:
+        mask = ds.read(1)
+    assert (mask[:20, :50] == 255).all()
+    assert (mask[20:] != 255).all() and (mask[:, 50:] != 255).all()
+    assert not list(tmp_path.glob("*.msk")), "mask must be internal for this test"
