@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +21,10 @@ import rasterio
 from torch import nn
 from tqdm import tqdm
 
+from agriseg.errors import ConfigError
 from agriseg.infer.blending import BLEND_MODES, BlendMode
-from agriseg.infer.predictor import Predictor, prefetch
-from agriseg.infer.stitcher import FinishedRows, StripAccumulator
+from agriseg.infer.predictor import Predictor, prefetch, resolve_device
+from agriseg.infer.stitcher import NODATA_CLASS, FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
 from agriseg.models.checkpoint import load_checkpoint, read_card
 from agriseg.models.registry import input_divisor
@@ -108,9 +109,10 @@ def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Modu
     """
     t0 = time.perf_counter()
     if blend not in BLEND_MODES:
-        raise ValueError(f"unknown blend mode {blend!r}; use one of {BLEND_MODES}")
+        raise ConfigError(f"unknown blend mode {blend!r}; use one of {', '.join(BLEND_MODES)}")
     if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    resolve_device(device)  # fail before any work when CUDA is asked for but absent
     dst = check_output(dst, overwrite)
     conf_path = check_output(confidence, overwrite) if confidence else None
     if isinstance(model, nn.Module):
@@ -132,39 +134,64 @@ def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Modu
         predictor = Predictor(model, device=device, amp=amp)
         reader = StripReader(src, fit.indexes, grid, MaskSource.of(src, fit.indexes))
         acc = StripAccumulator(grid, card.num_classes, blend, confidence=conf_path is not None)
-        counts = np.zeros(256, dtype=np.int64)
-        writer_kw = dict(width=src.width, height=src.height, crs=src.crs,
-                         transform=src.transform, overwrite=overwrite)
-        with contextlib.ExitStack() as stack:
-            mask_w = stack.enter_context(cog_writer(
-                dst, resampling="mode", colormap=class_colormap(card.colors),
-                tags=class_tags(card.classes, card.colors), description="class", **writer_kw))
-            conf_w = None
-            if conf_path is not None:
-                conf_w = stack.enter_context(cog_writer(
-                    conf_path, resampling="average", description="confidence_percent",
-                    tags={"units": "percent", "meaning": "softmax probability of the "
-                          "predicted class"}, **writer_kw))
-
-            def emit(rows: Iterator[FinishedRows]) -> None:
-                for fin in rows:
-                    mask_w.write(fin.y0, fin.classes)
-                    counts[:] += np.bincount(fin.classes.ravel(), minlength=256)
-                    if conf_w is not None:
-                        conf_w.write(fin.y0, fin.confidence)
-
-            model_s = _run(grid, reader, card, batch_size, predictor, acc, emit, progress)
-            emit(acc.close())
+        with MaskOutputs(src, card, dst, conf_path, overwrite) as outputs:
+            model_s = _run(grid, reader, card, batch_size, predictor, acc, outputs, progress)
+            outputs.write(acc.close())
+    counts = outputs.counts
     return PredictResult(
         mask_path=dst, confidence_path=conf_path, width=grid.width, height=grid.height,
         patches=len(grid), patch_px=max(grid.patch_h, grid.patch_w), overlap_px=overlap_px,
         class_pixels={name: int(counts[i]) for i, name in enumerate(card.classes)},
-        nodata_pixels=int(counts[255]), seconds=time.perf_counter() - t0,
+        nodata_pixels=int(counts[NODATA_CLASS]), seconds=time.perf_counter() - t0,
         model_seconds=model_s, warnings=fit.warnings)
 
 
+class MaskOutputs(contextlib.ExitStack):
+    """The class-mask COG (and optional confidence COG) being written, plus class counts.
+
+    Both files are committed only when the ``with`` block ends without an error.
+    """
+
+    def __init__(self, src: rasterio.DatasetReader, card: ModelCard, dst: Path,
+                 conf_path: Path | None, overwrite: bool) -> None:
+        super().__init__()
+        self.args = (src, card, dst, conf_path, overwrite)
+        self.counts = np.zeros(256, dtype=np.int64)
+
+    def __enter__(self) -> MaskOutputs:
+        super().__enter__()
+        try:
+            self._open()
+        except BaseException:
+            if not self.__exit__(*sys.exc_info()):
+                raise
+        return self
+
+    def _open(self) -> None:
+        src, card, dst, conf_path, overwrite = self.args
+        kw = dict(width=src.width, height=src.height, crs=src.crs, transform=src.transform,
+                  overwrite=overwrite)
+        self.mask = self.enter_context(cog_writer(
+            dst, resampling="mode", colormap=class_colormap(card.colors),
+            tags=class_tags(card.classes, card.colors), description="class", **kw))
+        self.conf = None
+        if conf_path is not None:
+            self.conf = self.enter_context(cog_writer(
+                conf_path, resampling="average", description="confidence_percent",
+                tags={"units": "percent",
+                      "meaning": "softmax probability of the predicted class"}, **kw))
+
+    def write(self, rows: Iterable[FinishedRows]) -> None:
+        for fin in rows:
+            self.mask.write(fin.y0, fin.classes)
+            self.counts += np.bincount(fin.classes.ravel(), minlength=256)
+            if self.conf is not None:
+                self.conf.write(fin.y0, fin.confidence)
+
+
 def _run(grid: PatchGrid, reader: StripReader, card: ModelCard, batch_size: int,
-         predictor: Predictor, acc: StripAccumulator, emit, progress: bool) -> float:
+         predictor: Predictor, acc: StripAccumulator, outputs: MaskOutputs,
+         progress: bool) -> float:
     """The main loop; returns the seconds spent in the model."""
     model_s = 0.0
     row = -1
@@ -177,7 +204,7 @@ def _run(grid: PatchGrid, reader: StripReader, card: ModelCard, batch_size: int,
             model_s += time.perf_counter() - t
             for (i, j), patch_logits in zip(batch.keys, logits, strict=True):
                 if i != row:
-                    emit(acc.start_row(i, batch.row_valid[i]))
+                    outputs.write(acc.start_row(i, batch.row_valid[i]))
                     row = i
                 acc.add(i, j, patch_logits)
             bar.update(len(batch.keys))
