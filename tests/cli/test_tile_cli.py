@@ -6,24 +6,9 @@ import os
 import geopandas as gpd
 import numpy as np
 import rasterio
-from click.testing import CliRunner
+from cli_helpers import assert_bad_input, run
 from conftest import CRS, ORIGIN
 from shapely import box
-
-from agriseg.cli.main import cli
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_bad_input(result, *words):
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for w in words:
-        assert w in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def leftovers(folder):
