@@ -8,6 +8,7 @@ half-written raster where a user (or a cron job) would take it for a result.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -66,8 +67,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         os.replace(tmp, path)
     finally:
         _remove(tmp)
-        # GDAL side-car files (.aux.xml, .ovr) written next to the temporary file
-        for side in parent.glob(tmp.name + ".*"):
+        # side-car files next to the temporary file: GDAL .aux.xml/.ovr, SQLite -journal/-wal
+        for side in parent.glob(glob.escape(tmp.name) + "*"):
             _remove(side)
 
 

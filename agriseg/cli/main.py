@@ -65,9 +65,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from agriseg.cli import info, models, predict, tile
+    from agriseg.cli import info, map, models, predict, tile, vectorize
 
-    for mod in (info, models, predict, tile):
+    for mod in (info, map, models, predict, tile, vectorize):
         cli.add_command(mod.command)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from agriseg.cli.options import echo_json, json_opt
-from agriseg.models.registry import DEFAULT_ENCODER, list_architectures, list_encoders
 
 
 @click.command("models")
@@ -14,6 +13,8 @@ from agriseg.models.registry import DEFAULT_ENCODER, list_architectures, list_en
 @json_opt
 def command(encoders: bool, as_json: bool) -> None:
     """List model architectures and encoders."""
+    from agriseg.models.registry import DEFAULT_ENCODER, list_architectures, list_encoders
+
     archs = list_architectures()
     names = list_encoders() if encoders else []
     if as_json:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from agriseg.infer.blending import BLEND_MODES
-from agriseg.infer.predictor import DEVICES
+from agriseg.infer.devices import DEVICES
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None
@@ -63,3 +63,34 @@ def inference_opts(f: Callable) -> Callable:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _parse_classes(ctx: click.Context, param: click.Parameter, value: str | None
+                   ) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def vector_opts(f: Callable) -> Callable:
+    """Clean-up and export options shared by ``vectorize`` and ``map``."""
+    f = click.option("--crs", default=None, metavar="CRS",
+                     help="Reproject polygons on export, e.g. EPSG:4326.")(f)
+    f = click.option("--connectivity", type=click.Choice(["4", "8"]), default="4",
+                     show_default=True,
+                     help="Pixels joined by edges only (4) or also by corners (8).")(f)
+    f = click.option("--simplify", "simplify_m", type=click.FloatRange(min=0), default=0.0,
+                     metavar="METRES",
+                     help="Simplify boundaries by this tolerance; neighbours keep identical "
+                          "shared edges (no gaps or overlaps).")(f)
+    f = click.option("--fill-holes", "fill_holes_m2", type=click.FloatRange(min=0),
+                     default=0.0, metavar="M2",
+                     help="Fill background holes smaller than this inside regions.")(f)
+    f = click.option("--min-area", "min_area_m2", type=click.FloatRange(min=0), default=0.0,
+                     metavar="M2",
+                     help="Merge regions smaller than this into their surroundings before "
+                          "polygonizing (no holes are left behind).")(f)
+    f = click.option("--classes", callback=_parse_classes, metavar="crop,weed",
+                     help="Classes to export, by name or id [default: all but "
+                          "background].")(f)
+    return f

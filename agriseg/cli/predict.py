@@ -12,7 +12,6 @@ from agriseg.cli.options import (
     overwrite_opt,
     patch_opts,
 )
-from agriseg.infer.pipeline import predict_raster
 
 
 @click.command("predict")
@@ -35,6 +34,8 @@ def command(ctx: click.Context, raster: str, model_path: str, output: str,
             device: str, blend: str, bands: list[int] | None, overwrite: bool,
             as_json: bool) -> None:
     """Label every pixel of RASTER with the model's classes."""
+    from agriseg.infer.pipeline import predict_raster  # imports torch: only when run
+
     result = predict_raster(raster, model_path, output, patch_px=patch_px,
                             overlap_px=overlap_px, batch_size=batch_size, device=device,
                             blend=blend, bands=bands, confidence=confidence,

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from agriseg.errors import ConfigError
 from agriseg.infer.blending import BLEND_MODES, BlendMode
-from agriseg.infer.predictor import Predictor, prefetch, resolve_device
+from agriseg.infer.devices import resolve_device
+from agriseg.infer.predictor import Predictor, prefetch
 from agriseg.infer.stitcher import NODATA_CLASS, FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
 from agriseg.models.checkpoint import load_checkpoint, read_card
@@ -31,7 +32,7 @@ from agriseg.models.registry import input_divisor
 from agriseg.outputs import check_output
 from agriseg.raster.fit import check_fit
 from agriseg.raster.grid import PatchGrid, default_overlap, make_grid
-from agriseg.raster.io import MaskSource, open_raster
+from agriseg.raster.io import MaskSource, gdal_env, open_raster
 from agriseg.raster.reader import StripReader, cut_patch, normalize
 from agriseg.raster.writers import class_colormap, class_tags, cog_writer
 
@@ -59,20 +60,6 @@ class PredictResult:
     seconds: float
     model_seconds: float
     warnings: list[str] = field(default_factory=list)
-
-
-def gdal_env(src: rasterio.DatasetReader) -> contextlib.AbstractContextManager:
-    """A GDAL block cache big enough for two block rows of input and output, and no bigger.
-
-    GDAL's default (5% of RAM) keeps every block already read, so memory would grow with the
-    raster's size; the strip reader never goes back, so two block rows are all it needs. A
-    GDAL_CACHEMAX set by the user is left alone.
-    """
-    if os.environ.get("GDAL_CACHEMAX"):
-        return contextlib.nullcontext()
-    bh = max(src.block_shapes[0][0], 256)
-    row_bytes = src.width * bh * (src.count * np.dtype(src.dtypes[0]).itemsize + 2)
-    return rasterio.Env(GDAL_CACHEMAX=int(64 + 2 * row_bytes / 2**20))
 
 
 def iter_batches(reader: StripReader, grid: PatchGrid, card: ModelCard, batch_size: int

@@ -10,31 +10,15 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from agriseg.errors import ConfigError
+from agriseg.infer.devices import resolve_device
 
-Device = Literal["auto", "cpu", "cuda"]
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 T = TypeVar("T")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without it is a user error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use "
-                              "--device cpu or auto")
-        return torch.device(device)
-    if device == "cpu":
-        return torch.device("cpu")
-    raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
 
 
 class Predictor:

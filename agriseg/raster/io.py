@@ -148,3 +148,17 @@ def pixel_size_m(src: rasterio.DatasetReader) -> float | None:
         return (a * 111_320.0 * np.cos(np.radians(lat)) + e * 110_574.0) / 2
     factor = src.crs.linear_units_factor[1] if src.crs.linear_units_factor else 1.0
     return (a + e) / 2 * factor
+
+
+def gdal_env(src: rasterio.DatasetReader) -> contextlib.AbstractContextManager:
+    """A GDAL block cache big enough for two block rows of input and output, and no bigger.
+
+    GDAL's default (5% of RAM) keeps every block already read, so memory would grow with the
+    raster's size; the strip reader never goes back, so two block rows are all it needs. A
+    GDAL_CACHEMAX set by the user is left alone.
+    """
+    if os.environ.get("GDAL_CACHEMAX"):
+        return contextlib.nullcontext()
+    bh = max(src.block_shapes[0][0], 256)
+    row_bytes = src.width * bh * (src.count * np.dtype(src.dtypes[0]).itemsize + 2)
+    return rasterio.Env(GDAL_CACHEMAX=int(64 + 2 * row_bytes / 2**20))

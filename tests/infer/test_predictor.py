@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from agriseg.errors import ConfigError
-from agriseg.infer.predictor import Predictor, prefetch, resolve_device
+from agriseg.infer.devices import resolve_device
+from agriseg.infer.predictor import Predictor, prefetch
 from agriseg.models.registry import create_model
 
 

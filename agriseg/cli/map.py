@@ -1,0 +1,64 @@
+"""``agriseg map``: the one-command field mapping job."""
+
+from __future__ import annotations
+
+import click
+
+from agriseg.cli.options import (
+    bands_opt,
+    echo_json,
+    inference_opts,
+    json_opt,
+    overwrite_opt,
+    patch_opts,
+    vector_opts,
+)
+from agriseg.vector.export import FORMATS
+
+
+@click.command("map")
+@click.argument("field", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to create for the results.")
+@click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint (.safetensors) with its model card.")
+@click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="gpkg",
+              show_default=True, help="Polygon format.")
+@patch_opts
+@inference_opts
+@bands_opt
+@vector_opts
+@overwrite_opt
+@json_opt
+@click.pass_context
+def command(ctx: click.Context, field: str, out_dir: str, model_path: str, fmt: str,
+            patch_px: int | None, overlap_px: int | None, batch_size: int, device: str,
+            blend: str, bands: list[int] | None, classes: list[str] | None,
+            min_area_m2: float, fill_holes_m2: float, simplify_m: float, connectivity: str,
+            crs: str | None, overwrite: bool, as_json: bool) -> None:
+    """Map crops and weeds in FIELD: class mask, confidence, polygons and summary.json.
+
+    OUTDIR gets mask.tif (COG), confidence.tif (COG), fields.<format>, summary.json and a
+    README.txt describing them; it appears only when everything is written.
+    """
+    from agriseg.fieldmap import map_field  # imports torch: only when run
+
+    r = map_field(field, out_dir, model=model_path, fmt=fmt, patch_px=patch_px,
+                  overlap_px=overlap_px, batch_size=batch_size, device=device, blend=blend,
+                  bands=bands, classes=classes, min_area_m2=min_area_m2,
+                  fill_holes_m2=fill_holes_m2, simplify_m=simplify_m,
+                  connectivity=int(connectivity), crs=crs, overwrite=overwrite,
+                  progress=not ctx.obj["quiet"])
+    s = r.summary
+    if as_json:
+        echo_json(s)
+        return
+    click.echo(f"{r.out_dir}: {s['input']['name']} mapped in {s['timings_s']['total']:.1f} s "
+               f"with {s['model']['name']}")
+    for name, c in s["classes"].items():
+        if c["class_id"] == 0:
+            continue
+        click.echo(f"  {name:<12} {c['area_ha']:10.4f} ha  {c['polygons']:7d} polygons")
+    share = s["weed_share_of_vegetation"]
+    if share is not None:
+        click.echo(f"  weed share of vegetated area: {100 * share:.1f}%")

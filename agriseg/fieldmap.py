@@ -1,0 +1,138 @@
+"""The one-command field mapping job: raster in, a documented folder of results out.
+
+``map_field`` chains the library's steps — predict (class mask + confidence COGs), vectorize
+(polygons with areas) — and writes ``summary.json`` with per-class areas, the weed share of the
+vegetated area, the input's and model's identity, the parameters and timings. The folder
+appears whole or not at all, so a cron job or a Dask worker never sees half a result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agriseg import __version__
+from agriseg.infer.pipeline import PredictResult, predict_raster
+from agriseg.models.checkpoint import read_card
+from agriseg.outputs import atomic_dir
+from agriseg.raster.io import open_raster, pixel_size_m
+from agriseg.vector.export import FORMATS, format_for
+from agriseg.vector.vectorize import VectorizeResult, vectorize_mask
+
+MASK_NAME = "mask.tif"
+CONFIDENCE_NAME = "confidence.tif"
+SUMMARY_NAME = "summary.json"
+README_NAME = "README.txt"
+
+
+@dataclass
+class MapResult:
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+def map_field(raster: str | os.PathLike, out_dir: str | os.PathLike, *,
+              model: str | os.PathLike, fmt: str = "gpkg", patch_px: int | None = None,
+              overlap_px: int | None = None, batch_size: int = 8, device: str = "auto",
+              blend: str = "hann", bands: Sequence[int] | None = None,
+              classes: Sequence[str | int] | None = None, min_area_m2: float = 0.0,
+              fill_holes_m2: float = 0.0, simplify_m: float = 0.0, connectivity: int = 4,
+              crs: str | None = None, overwrite: bool = False,
+              progress: bool = False) -> MapResult:
+    """Map one field: write the mask, confidence, polygons, summary and README to ``out_dir``."""
+    t0 = time.perf_counter()
+    fmt = format_for(f"fields.{fmt}", fmt)
+    polygons_name = f"fields{FORMATS[fmt].suffix}"
+    card = read_card(model)  # fail on a bad checkpoint before creating anything
+    with atomic_dir(out_dir, overwrite) as tmp:
+        pred = predict_raster(raster, model, tmp / MASK_NAME, patch_px=patch_px,
+                              overlap_px=overlap_px, batch_size=batch_size, device=device,
+                              blend=blend, bands=bands, confidence=tmp / CONFIDENCE_NAME,
+                              progress=progress)
+        vec = vectorize_mask(tmp / MASK_NAME, tmp / polygons_name, classes=classes,
+                             min_area_m2=min_area_m2, fill_holes_m2=fill_holes_m2,
+                             simplify_m=simplify_m, connectivity=connectivity,
+                             confidence=tmp / CONFIDENCE_NAME, crs=crs, fmt=fmt,
+                             source=Path(raster).name, progress=progress)
+        params = dict(patch_px=pred.patch_px, overlap_px=pred.overlap_px,
+                      batch_size=batch_size, device=device, blend=blend, bands=bands,
+                      classes=classes, min_area_m2=min_area_m2, fill_holes_m2=fill_holes_m2,
+                      simplify_m=simplify_m, connectivity=connectivity, crs=crs, format=fmt)
+        summary = build_summary(raster, model, card, pred, vec, params,
+                                polygons_name, time.perf_counter() - t0)
+        (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / README_NAME).write_text(folder_readme(polygons_name, vec.format))
+    return MapResult(out_dir=Path(out_dir), summary=summary)
+
+
+def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult,
+                  params: dict[str, Any], polygons_name: str, seconds: float) -> dict[str, Any]:
+    """Everything a person or a script needs to trust and compare a field map."""
+    per_class = {}
+    for cid, name in enumerate(card.classes):
+        area = vec.area_m2_per_class.get(name, 0.0)
+        per_class[name] = {"class_id": cid, "area_ha": area / 10_000.0, "area_m2": area,
+                           "polygons": vec.polygons_per_class.get(name, 0),
+                           "pixels": pred.class_pixels.get(name, 0)}
+    vegetated = sum(v["area_m2"] for k, v in per_class.items()
+                    if v["class_id"] != 0 and v["polygons"])
+    weed = sum(v["area_m2"] for k, v in per_class.items() if "weed" in k.lower())
+    return {
+        "agriseg_version": __version__,
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "input": _input_identity(raster),
+        "model": _model_identity(model, card),
+        "parameters": params,
+        "outputs": {"mask": MASK_NAME, "confidence": CONFIDENCE_NAME,
+                    "polygons": polygons_name, "summary": SUMMARY_NAME},
+        "classes": per_class,
+        "polygons": vec.polygons,
+        "vegetated_area_ha": vegetated / 10_000.0,
+        "weed_share_of_vegetation": (weed / vegetated) if vegetated else None,
+        "nodata_pixels": pred.nodata_pixels,
+        "warnings": pred.warnings + vec.warnings,
+        "timings_s": {"predict": round(pred.seconds, 3), "model": round(pred.model_seconds, 3),
+                      "vectorize": round(vec.seconds, 3), "total": round(seconds, 3)},
+    }
+
+
+def _input_identity(raster) -> dict[str, Any]:
+    p = Path(raster)
+    with open_raster(p) as src:
+        return {"path": str(p.resolve()), "name": p.name, "bytes": p.stat().st_size,
+                "width": src.width, "height": src.height, "bands": src.count,
+                "dtype": src.dtypes[0], "crs": src.crs.to_string() if src.crs else None,
+                "pixel_size_m": pixel_size_m(src), "bounds": list(src.bounds)}
+
+
+def _model_identity(model, card) -> dict[str, Any]:
+    p = Path(model)
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"path": str(p.resolve()), "sha256": h.hexdigest(), "name": card.name,
+            "arch": card.arch, "bands": list(card.bands), "classes": list(card.classes),
+            "dtype": card.dtype, "patch_px": card.patch_px, "pixel_size_m": card.pixel_size_m,
+            "trained_with": card.agriseg_version, "metrics": card.metrics}
+
+
+def folder_readme(polygons_name: str, fmt: str) -> str:
+    return f"""agriseg field map ({__version__})
+
+{MASK_NAME}        class mask, Cloud-Optimized GeoTIFF, uint8 class ids (see its colour table
+                and CLASS_<id> tags), 255 = no data; same grid and CRS as the input raster
+{CONFIDENCE_NAME}  probability of the predicted class in percent (0-100), 255 = no data
+{polygons_name:<15} polygons ({FORMATS[fmt].description}), one feature per connected region:
+                class_id, class_name, area_m2, area_ha, perim_m (metres even for geographic
+                CRSs), mean_conf (mean of {CONFIDENCE_NAME} inside), source (input raster)
+{SUMMARY_NAME}     per-class areas (ha) and polygon counts, weed share of the vegetated
+                area, input and model identity (sha256), parameters, timings
+"""

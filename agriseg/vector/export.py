@@ -1,0 +1,347 @@
+"""Write polygon layers in the formats GIS tools and sprayer terminals read.
+
+One call, :func:`write_polygons`, writes a class-polygon ``GeoDataFrame`` as GeoPackage (the
+default), ESRI Shapefile, GeoJSON, FlatGeobuf or GeoParquet. The rules, and why:
+
+* **Outputs appear whole or not at all.** Single-file formats go through
+  :func:`agriseg.outputs.atomic_output`. A Shapefile is a set of files, so it is written in a
+  temporary folder beside the target; only when the whole set is there is the old set (with
+  ``overwrite``) removed and the new files moved in, ``.shp`` last, so a reader never finds a
+  ``.shp`` whose ``.dbf`` belongs to another run.
+* **Always MultiPolygon.** Every feature is written as a MultiPolygon and every layer is declared
+  MultiPolygon, whatever the data holds. The schema then does not depend on whether some field
+  happened to contain a split weed patch (or no polygon at all), and GeoPackage/FlatGeobuf
+  readers, which insist on one geometry type per layer, always see a polygon layer. Shapefile has
+  no single/multi distinction (its layer type is Polygon; readers get a Polygon back for one-part
+  features).
+* **One Shapefile, not one per class.** All classes go to one file set with ``class_id`` and
+  ``class_name`` fields, which is what sprayer terminals import. DBF field names hold at most
+  10 bytes: longer names are truncated and de-duplicated deterministically (``_1``, ``_2``...),
+  with a warning. The ``.prj`` is written when the layer has a CRS and the ``.cpg`` says UTF-8, so
+  class names such as ``mauvaise_herbe_é`` survive.
+* **GeoJSON is written in the layer's CRS.** RFC 7946 wants WGS84, but reprojecting silently
+  would change the coordinates a user compares against the raster; GDAL writes a ``crs`` member
+  for any other CRS. ``crs="EPSG:4326"`` (``--crs EPSG:4326``) gives RFC 7946 output. GeoJSON has
+  no schema of its own: an empty layer reads back with no attribute columns.
+* **FlatGeobuf** gets its spatial index (what makes it worth choosing for web maps), so its
+  features come back in the index's (Hilbert) order, not in the order given.
+* **GeoParquet** is written by ``GeoDataFrame.to_parquet`` and needs pyarrow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import pyproj
+import shapely
+
+from agriseg.errors import ConfigError, OutputError, VectorError
+from agriseg.outputs import atomic_output, check_output
+
+log = logging.getLogger("agriseg")
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """A vector output format: its OGR driver (None when not written by OGR) and file suffixes."""
+
+    name: str
+    driver: str | None
+    suffixes: tuple[str, ...]
+    description: str
+
+    @property
+    def suffix(self) -> str:
+        """The preferred suffix, used in messages."""
+        return self.suffixes[0]
+
+
+FORMATS: dict[str, FormatSpec] = {
+    "gpkg": FormatSpec("gpkg", "GPKG", (".gpkg",), "GeoPackage (default; one file, any GIS)"),
+    "shp": FormatSpec("shp", "ESRI Shapefile", (".shp",),
+                      "ESRI Shapefile (.shp .shx .dbf .prj .cpg; sprayer terminals)"),
+    "geojson": FormatSpec("geojson", "GeoJSON", (".geojson", ".json"),
+                          "GeoJSON in the layer's CRS (use --crs EPSG:4326 for RFC 7946)"),
+    "fgb": FormatSpec("fgb", "FlatGeobuf", (".fgb",), "FlatGeobuf (streamable, web maps)"),
+    "parquet": FormatSpec("parquet", None, (".parquet", ".geoparquet"),
+                          "GeoParquet (needs pyarrow)"),
+}
+DEFAULT_FORMAT = "gpkg"
+
+_ALIASES = {"geopackage": "gpkg", "shapefile": "shp", "json": "geojson", "flatgeobuf": "fgb",
+            "geoparquet": "parquet"}
+# Files a Shapefile may consist of; all are removed when an old set is overwritten.
+_SHP_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".fix", ".shp.xml")
+_DBF_NAME_BYTES = 10
+# Known columns and the dtype kinds they must have; frames built empty often carry ``object``.
+_SCHEMA = {"class_id": ("iu", "int64"), "class_name": ("OUT", "str"), "area_m2": ("f", "float64"),
+           "area_ha": ("f", "float64"), "perim_m": ("f", "float64"),
+           "mean_conf": ("f", "float64"), "source": ("OUT", "str")}
+
+
+def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """Return the format key for ``path``: ``fmt`` when given, else guessed from the suffix.
+
+    A given ``fmt`` must agree with the suffix: a GeoPackage named ``.shp`` would be opened
+    with the wrong driver by every GIS that guesses from the name.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if fmt is None:
+        for key, spec in FORMATS.items():
+            if suffix in spec.suffixes:
+                return key
+        raise ConfigError(f"{path}: cannot tell the vector format from suffix {suffix!r}; "
+                          f"use one of {_suffix_list()} or pass --format "
+                          f"({', '.join(FORMATS)})")
+    key = _ALIASES.get(fmt.lower(), fmt.lower())
+    if key not in FORMATS:
+        raise ConfigError(f"unknown vector format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    spec = FORMATS[key]
+    if suffix not in spec.suffixes:
+        raise ConfigError(f"{path}: a {key} output must end in "
+                          f"{' or '.join(spec.suffixes)}; rename it to "
+                          f"{path.with_suffix(spec.suffix).name}")
+    return key
+
+
+def _suffix_list() -> str:
+    return ", ".join(s for spec in FORMATS.values() for s in spec.suffixes)
+
+
+def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str | None = None,
+                   layer: str = "fields", crs=None, overwrite: bool = False) -> Path:
+    """Write class polygons to ``path`` atomically; return the path written (the ``.shp``).
+
+    ``crs`` (anything pyproj accepts) reprojects on export; ``layer`` names the layer in
+    formats that have layer names (GeoPackage, FlatGeobuf, GeoJSON). An existing output is an
+    :class:`~agriseg.errors.OutputError` unless ``overwrite``; a GeoPackage is then replaced
+    whole (other layers in it are not kept).
+    """
+    path = Path(path)
+    spec = FORMATS[format_for(path, fmt)]
+    target = _target_crs(gdf.crs, crs)
+    if spec.driver is None:
+        _require_pyarrow()
+    if spec.name == "shp":
+        _check_shapefile_free(path, overwrite)
+    else:
+        check_output(path, overwrite)
+    out = _prepare(gdf, target)
+    if spec.name == "geojson" and out.crs is not None and not out.crs.equals("EPSG:4326"):
+        log.info("%s: GeoJSON written in %s, not WGS84 (RFC 7946); pass --crs EPSG:4326 "
+                 "for web tools", path, out.crs.to_string())
+    if spec.name == "shp":
+        _write_shapefile(out, path, overwrite)
+    else:
+        with atomic_output(path, overwrite) as tmp:
+            if spec.driver is None:
+                out.to_parquet(tmp)
+            else:
+                _write_ogr(out, tmp, spec.driver, layer)
+    log.debug("wrote %d polygons to %s (%s)", len(out), path, spec.description)
+    return path
+
+
+@contextlib.contextmanager
+def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
+                 layer: str = "fields", crs=None,
+                 overwrite: bool = False) -> Iterator[Callable[[gpd.GeoDataFrame], None]]:
+    """Write a layer chunk by chunk: yields ``write(gdf)``; call it at least once.
+
+    GeoPackage chunks are appended to the (temporary) file as they come, so memory holds one
+    chunk, not the whole field. The other formats are collected and written when the block
+    ends, because their drivers need the whole layer (FlatGeobuf's spatial index, GeoParquet's
+    metadata, the Shapefile set's atomic move). Either way the output appears only when the
+    block ends without an error.
+    """
+    path = Path(path)
+    spec = FORMATS[format_for(path, fmt)]
+    if spec.name != "gpkg":
+        frames: list[gpd.GeoDataFrame] = []
+        yield frames.append
+        if not frames:
+            raise RuntimeError("polygon_sink: nothing was written")
+        whole = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+        write_polygons(whole, path, fmt=spec.name, layer=layer, crs=crs, overwrite=overwrite)
+        return
+    target = _target_crs(source_crs, crs)
+    chunks = 0
+    with atomic_output(path, overwrite) as tmp:
+        def write(gdf: gpd.GeoDataFrame) -> None:
+            nonlocal chunks
+            _write_ogr(_prepare(gdf, target), tmp, spec.driver, layer, append=chunks > 0)
+            chunks += 1
+
+        yield write
+        if not chunks:
+            raise RuntimeError("polygon_sink: nothing was written")
+
+
+def _target_crs(source_crs, crs) -> pyproj.CRS | None:
+    """Validate ``crs`` before any work: a typo should not surface after the output is begun."""
+    if crs is None:
+        return None
+    try:
+        target = pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as e:
+        raise ConfigError(f"--crs {crs!r} is not a CRS pyproj understands ({e})") from None
+    if source_crs is None:
+        raise ConfigError(f"cannot reproject to {crs}: the polygons have no CRS (the source "
+                          "raster is not georeferenced); leave out --crs")
+    return target
+
+
+def _require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ConfigError("GeoParquet output needs pyarrow; install it "
+                          "(pip install pyarrow) or choose another --format") from None
+
+
+def _prepare(gdf: gpd.GeoDataFrame, target: pyproj.CRS | None) -> gpd.GeoDataFrame:
+    """Reproject, give known columns their dtypes and make every geometry a MultiPolygon."""
+    out = gdf.copy()
+    if target is not None and not out.crs.equals(target):
+        out = out.to_crs(target)
+    for col, (kinds, dtype) in _SCHEMA.items():
+        if col in out.columns and out[col].dtype.kind not in kinds:
+            try:
+                out[col] = out[col].astype(dtype)
+            except (TypeError, ValueError) as e:
+                raise VectorError(f"column {col!r} cannot be written as {dtype}: {e}") from None
+    out[out.geometry.name] = _as_multipolygons(out.geometry)
+    return out
+
+
+def _as_multipolygons(geoms: gpd.GeoSeries) -> gpd.GeoSeries:
+    """Promote Polygons to one-part MultiPolygons; missing geometries stay missing.
+
+    A GeometryCollection (``make_valid`` may keep a collapsed sliver as a line) keeps only its
+    polygonal parts: the slivers have no area and no place in a polygon layer.
+    """
+    arr = np.array(geoms.array, dtype=object)
+    types = shapely.get_type_id(arr)
+    for i in np.flatnonzero(types == 7):
+        arr[i] = _polygonal_parts(arr[i])
+    types = shapely.get_type_id(arr)
+    bad = ~np.isin(types, (-1, 3, 6))  # missing, Polygon, MultiPolygon
+    if bad.any():
+        kinds = sorted({g.geom_type for g in arr[bad]})
+        raise VectorError(f"only polygons can be exported; found {', '.join(kinds)}")
+    single = types == 3
+    if single.any():
+        arr[single] = shapely.multipolygons(arr[single][:, None])
+    return gpd.GeoSeries(arr, index=geoms.index, crs=geoms.crs, name=geoms.name)
+
+
+def _polygonal_parts(collection: shapely.Geometry) -> shapely.Geometry:
+    parts = shapely.get_parts(shapely.get_parts(collection))
+    polys = parts[shapely.get_type_id(parts) == 3]
+    if len(polys) == 0 and len(parts):
+        return collection  # nothing polygonal at all: reported as an error by the caller
+    return shapely.multipolygons(polys)
+
+
+def _write_ogr(gdf: gpd.GeoDataFrame, path: Path, driver: str, layer: str | None,
+               **kwargs) -> None:
+    """Write with pyogrio, declaring the layer MultiPolygon even when it has no features."""
+    with warnings.catch_warnings():  # a raster without CRS was already reported upstream
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+        pyogrio.write_dataframe(gdf, path, layer=layer, driver=driver,
+                                geometry_type="MultiPolygon", promote_to_multi=True, **kwargs)
+
+
+def _dbf_names(columns: list[str]) -> dict[str, str]:
+    """Map column names to unique DBF field names of at most 10 bytes (UTF-8).
+
+    Short names are kept as they are and reserved first; long ones are truncated in column
+    order and, on a clash (DBF names compare case-insensitively), end in ``_1``, ``_2``...
+    """
+    taken = {c.casefold() for c in columns if len(c.encode()) <= _DBF_NAME_BYTES}
+    renames: dict[str, str] = {}
+    for col in columns:
+        if len(col.encode()) <= _DBF_NAME_BYTES:
+            continue
+        name, n = _truncate(col, _DBF_NAME_BYTES), 0
+        while name.casefold() in taken:
+            n += 1
+            tail = f"_{n}"
+            name = _truncate(col, _DBF_NAME_BYTES - len(tail)) + tail
+        taken.add(name.casefold())
+        renames[col] = name
+    return renames
+
+
+def _truncate(name: str, nbytes: int) -> str:
+    """Cut ``name`` to ``nbytes`` of UTF-8 without splitting a character."""
+    return name.encode()[:nbytes].decode(errors="ignore")
+
+
+def _check_shapefile_free(path: Path, overwrite: bool) -> None:
+    """Check the ``.shp`` like any output, and refuse to mix into a stray ``.dbf``/``.prj``."""
+    check_output(path, overwrite)
+    if overwrite:
+        return
+    for part in _shapefile_parts(path):
+        if part.exists():
+            raise OutputError(f"{path}: {part.name} already exists; pass --overwrite to "
+                              "replace the shapefile")
+
+
+def _shapefile_parts(path: Path) -> list[Path]:
+    return [path.with_suffix(ext) for ext in _SHP_PARTS]
+
+
+def _write_shapefile(gdf: gpd.GeoDataFrame, path: Path, overwrite: bool) -> None:
+    """Write the file set in a temporary folder beside ``path``, then move it into place."""
+    renames = _dbf_names([c for c in gdf.columns if c != gdf.geometry.name])
+    if renames:
+        log.warning("%s: Shapefile field names are at most 10 characters; renamed %s", path,
+                    ", ".join(f"{old!r} -> {new!r}" for old, new in renames.items()))
+        gdf = gdf.rename(columns=renames)
+    parent = path.parent if str(path.parent) else Path(".")
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".part", dir=parent))
+    try:
+        _write_ogr(gdf, tmpdir / path.name, "ESRI Shapefile", None, encoding="UTF-8")
+        if not (tmpdir / path.name).exists():
+            raise RuntimeError(f"nothing was written to {tmpdir / path.name}")
+        _move_shapefile_set(tmpdir, path, overwrite)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _move_shapefile_set(tmpdir: Path, path: Path, overwrite: bool) -> None:
+    """Replace the old set (if any) by the new one, ``.shp`` removed first and moved in last.
+
+    Readers open a shapefile by its ``.shp``, so between the two sets there is briefly no
+    shapefile at all, never one with parts from two runs. If a move fails, the parts already
+    moved are removed again: no ``.shp`` without its ``.dbf``.
+    """
+    new = sorted(tmpdir.iterdir(), key=lambda p: (p.suffix.lower() == ".shp", p.name))
+    if overwrite:
+        for old in _shapefile_parts(path):
+            old.unlink(missing_ok=True)
+    moved: list[Path] = []
+    try:
+        for part in new:
+            dest = path.parent / part.name
+            os.replace(part, dest)
+            moved.append(dest)
+    except BaseException:
+        for dest in moved:
+            dest.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,101 @@
+"""``agriseg map`` and ``agriseg vectorize`` through the CLI."""
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from cli_helpers import assert_bad_input, run
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_tiles"
+
+
+@pytest.mark.parametrize("fmt,suffix", [("gpkg", ".gpkg"), ("shp", ".shp")])
+def test_map_writes_every_documented_file(make_checkpoint, tmp_path, fmt, suffix):
+    ckpt = make_checkpoint(patch_px=128)
+    out = tmp_path / "field1"
+    r = run("-q", "map", SAMPLES / "field_small.tif", "-m", ckpt, "-o", out, "--format", fmt,
+            "--min-area", "0.0005", "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    names = {"mask.tif", "confidence.tif", f"fields{suffix}", "summary.json", "README.txt"}
+    assert names <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "summary.json").read_text()) == summary
+    gdf = gpd.read_file(out / f"fields{suffix}")
+    for name, c in summary["classes"].items():
+        got = gdf.loc[gdf.class_name == name, "area_m2"].sum()
+        assert c["area_m2"] == pytest.approx(got, rel=1e-9, abs=1e-12)
+        assert c["polygons"] == int((gdf.class_name == name).sum())
+    veg = sum(c["area_m2"] for c in summary["classes"].values() if c["class_id"])
+    assert summary["vegetated_area_ha"] == pytest.approx(veg / 10_000)
+    if veg:
+        weed = summary["classes"]["weed"]["area_m2"]
+        assert summary["weed_share_of_vegetation"] == pytest.approx(weed / veg)
+    assert summary["model"]["sha256"] and summary["input"]["name"] == "field_small.tif"
+    assert summary["parameters"]["min_area_m2"] == 0.0005
+    with rasterio.open(out / "mask.tif") as m, rasterio.open(SAMPLES / "field_small.tif") as s:
+        assert m.transform == s.transform and m.crs == s.crs
+    assert "mean_conf" in gdf.columns and gdf.mean_conf.between(0, 100).all()
+
+
+def test_map_human_summary_and_existing_folder(make_checkpoint, tmp_path):
+    ckpt = make_checkpoint(patch_px=128)
+    out = tmp_path / "f"
+    r = run("-q", "map", SAMPLES / "field_small.tif", "-m", ckpt, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "mapped in" in r.output and "ha" in r.output
+    before = sorted(p.name for p in out.iterdir())
+    r = run("map", SAMPLES / "field_small.tif", "-m", ckpt, "-o", out)
+    assert_bad_input(r, "exists", "--overwrite")
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_map_bad_input_leaves_no_folder(make_checkpoint, tmp_path):
+    ckpt = make_checkpoint(patch_px=128)
+    r = run("map", tmp_path / "missing.tif", "-m", ckpt, "-o", tmp_path / "out")
+    assert_bad_input(r, "missing.tif", "not found")
+    r = run("map", SAMPLES / "field_rgbn.tif", "-m", ckpt, "-o", tmp_path / "out")
+    assert_bad_input(r, "uint16")
+    assert [p.name for p in tmp_path.iterdir()] == [ckpt.name]
+
+
+def test_vectorize_cli(tmp_path):
+    out = tmp_path / "labels.geojson"
+    r = run("-q", "vectorize", SAMPLES / "field_small_labels.tif", "-o", out, "--classes",
+            "weed", "--simplify", "0.01", "--crs", "EPSG:4326")
+    assert r.exit_code == 0, r.output
+    gdf = gpd.read_file(out)
+    assert len(gdf) > 0 and set(gdf.class_name) == {"weed"} and gdf.crs.to_epsg() == 4326
+    with rasterio.open(SAMPLES / "field_small_labels.tif") as ds:
+        weed_m2 = (ds.read(1) == 2).sum() * 0.01 * 0.01
+    # areas are computed before reprojection, in metres; simplification moves them a little
+    assert gdf.area_m2.sum() == pytest.approx(weed_m2, rel=0.05)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--classes", "wheat"], ["unknown class", "crop"]),
+    (["--format", "kml"], ["kml"]),
+])
+def test_vectorize_bad_options(tmp_path, args, words):
+    r = run("vectorize", SAMPLES / "field_small_labels.tif", "-o", tmp_path / "o.gpkg", *args)
+    assert r.exit_code == 2
+    assert all(w in r.output for w in words)
+    assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_vectorize_float_raster_is_refused(make_raster, tmp_path):
+    src = make_raster(dtype="float32", count=1)
+    r = run("vectorize", src, "-o", tmp_path / "o.gpkg")
+    assert_bad_input(r, "not a class mask", "float32")
+    assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_vectorize_all_nodata_mask_gives_empty_layer(tmp_path):
+    from conftest import write_raster
+
+    src = write_raster(tmp_path / "m.tif", np.full((1, 20, 30), 255, np.uint8), nodata=255)
+    r = run("-q", "vectorize", src, "-o", tmp_path / "o.fgb")
+    assert r.exit_code == 0, r.output
+    assert len(gpd.read_file(tmp_path / "o.fgb")) == 0

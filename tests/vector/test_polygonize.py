@@ -1,0 +1,86 @@
+"""Strip-wise polygonization: seams merged, independent of the strip height."""
+
+import numpy as np
+import pytest
+import shapely
+from scipy import ndimage
+
+from agriseg.vector.polygonize import polygonize_strips
+
+
+def field_mask(h=240, w=320, seed=0):
+    rng = np.random.default_rng(seed)
+    g = ndimage.gaussian_filter(rng.standard_normal((h, w)), 3)
+    m = np.digitize(g, np.quantile(g, [0.6, 0.8])).astype(np.uint8)  # 0 soil, 1 crop, 2 weed
+    m[100:118, 40:290] = 255  # no-data band
+    # a U-shaped crop region whose arms join only at the bottom, far below a seam
+    m[5:205, 295:320] = 0  # a moat, so the U touches nothing else
+    m[10:200, 300:305] = 1
+    m[10:200, 315:320] = 1
+    m[195:200, 300:320] = 1
+    m[10:195, 305:315] = 0
+    return m
+
+
+def regions(mask, strip_rows, connectivity=4, classes=(1, 2), values=None):
+    def strips():
+        for y in range(0, mask.shape[0], strip_rows):
+            v = None if values is None else values[y:y + strip_rows]
+            yield y, mask[y:y + strip_rows], v
+
+    out = list(polygonize_strips(strips(), classes=classes, connectivity=connectivity))
+    return sorted(out, key=lambda r: (r.class_id, shapely.normalize(r.geometry).wkb))
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_same_polygons_for_any_strip_height(connectivity):
+    mask = field_mask()
+    whole = regions(mask, mask.shape[0], connectivity)
+    assert len(whole) > 20
+    for rows in (1, 17, 64, 256):
+        got = regions(mask, rows, connectivity)
+        assert len(got) == len(whole)
+        for a, b in zip(whole, got, strict=True):
+            assert a.class_id == b.class_id
+            assert shapely.equals_exact(shapely.normalize(a.geometry),
+                                        shapely.normalize(b.geometry), 0.0)
+            assert abs(a.geometry.area - b.geometry.area) <= 1e-9 * a.geometry.area
+
+
+def test_u_shape_and_tall_region_come_out_whole():
+    mask = field_mask()
+    got = regions(mask, 17)
+    u = [r for r in got if r.class_id == 1 and r.geometry.bounds == (300, 10, 320, 200)]
+    assert len(u) == 1 and u[0].geometry.geom_type == "Polygon"
+    assert u[0].geometry.area == 5 * 190 * 2 + 10 * 5  # two arms and the base
+    assert len(u[0].geometry.interiors) == 0  # the U is open at the top
+
+
+def test_area_equals_pixel_count_and_nodata_background_excluded():
+    mask = field_mask()
+    got = regions(mask, 33)
+    for c in (1, 2):
+        area = sum(r.geometry.area for r in got if r.class_id == c)
+        assert area == (mask == c).sum()
+    assert all(r.class_id in (1, 2) for r in got)
+    assert all(r.geometry.is_valid for r in got)
+
+
+def test_values_are_averaged_per_region_across_seams():
+    mask = np.zeros((50, 40), np.uint8)
+    mask[5:45, 10:20] = 1
+    values = np.full(mask.shape, 255, np.uint8)
+    values[5:25, 10:20] = 40
+    values[25:45, 10:20] = 80
+    values[30, 10:20] = 255  # no-data confidence is skipped
+    (r,) = regions(mask, 7, values=values)
+    assert r.value_count == 390
+    assert r.value_sum / r.value_count == pytest.approx((200 * 40 + 190 * 80) / 390)
+
+
+def test_eight_connectivity_joins_diagonal_pixels():
+    mask = np.zeros((6, 6), np.uint8)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = 1
+    assert len(regions(mask, 2, connectivity=4)) == 3
+    (r,) = regions(mask, 2, connectivity=8)
+    assert r.geometry.area == 3 and r.geometry.is_valid
