@@ -29,6 +29,19 @@ def field(size: int, seed: int = 0) -> Path:
     return path
 
 
+def label_mask(size: int, seed: int = 3) -> Path:
+    """The label raster of a generated ``size`` x ``size`` field: a realistic crop/weed mask."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"labels_{size}.tif"
+    if not path.exists():
+        t = time.perf_counter()
+        image = OUT / f"labels_{size}_image.tif"
+        make_field(image, width=size, height=size, seed=seed, label_path=path)
+        image.unlink()
+        print(f"  generated {path.name} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return path
+
+
 def checkpoint(arch: str, encoder: str = "resnet18", patch_px: int = 512) -> Path:
     """A random-weight checkpoint: speed and memory do not depend on the weights' values."""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -44,15 +57,30 @@ def checkpoint(arch: str, encoder: str = "resnet18", patch_px: int = 512) -> Pat
 
 
 def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; return (peak resident memory in MiB, wall seconds) of that process alone."""
+    """Run ``cmd``; return (peak resident memory in MiB, wall seconds) of that process alone.
+
+    The peak is the kernel's high-water mark (VmHWM) of the command's own address space,
+    sampled until it exits. ``ru_maxrss`` from wait4 would not do: Linux carries the parent's
+    resident size over fork and exec, so a child of a big benchmark process would report at
+    least the parent's size.
+    """
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    status, peak_kb = Path(f"/proc/{proc.pid}/status"), 0
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.02)
+    proc.wait()
     wall = time.perf_counter() - t
     err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err}")
-    return usage.ru_maxrss / 1024.0, wall  # ru_maxrss is in KiB on Linux
+    return peak_kb / 1024.0, wall
 
 
 def agriseg_cmd(*args: str | Path) -> list[str]:

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from bench import bench_efficiency, bench_memory
+from bench import bench_efficiency, bench_memory, bench_vectorize
 from bench.common import OUT
 
 
@@ -18,7 +18,9 @@ def main() -> None:
     eff = bench_efficiency.run()
     print("[memory] peak RSS of agriseg predict, 4096^2 vs 16384^2")
     mem = bench_memory.run()
-    results = {"efficiency": eff, "memory": mem}
+    print("[vectorize] throughput vs whole-array shapes, memory 4096^2 vs 16384^2")
+    vec = bench_vectorize.run()
+    results = {"efficiency": eff, "memory": mem, "vectorize": vec}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     print(f"results written to {OUT / 'results.json'}")

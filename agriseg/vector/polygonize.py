@@ -2,16 +2,23 @@
 
 Each strip of the class mask is labelled into connected components per class (scipy) and
 polygonized by GDAL in *pixel* coordinates, where every vertex is an integer, so pieces of one
-region cut by a strip seam share their seam edge exactly and union cleanly. A union-find joins
-pieces whose pixels touch across the seam (same class, 4- or 8-adjacent, matching the
-polygonizer's connectivity); a region is finished — its pieces unioned once — as soon as it no
-longer reaches the current strip's last row. Only regions that touch the seam are carried, so
-memory holds two strips plus the open regions, and the output does not depend on the strip
-height (``tests/vector/test_polygonize.py``).
+region cut by a strip seam share their seam edge exactly and union cleanly. Pieces that touch
+neither seam are whole regions and pass straight through; the others go to a union-find that
+joins pieces whose pixels touch across the seam (same class, 4- or 8-adjacent, matching the
+polygonizer's connectivity). A region is finished — its pieces unioned once — as soon as it no
+longer reaches the current strip's last row. Memory holds a few strips plus the open regions,
+and the output does not depend on the strip height (``tests/vector/test_polygonize.py``).
+
+Labelling and polygonizing a strip is independent of every other strip, so with ``workers``
+it runs in worker processes (geometries travel back as WKB) while this process joins seams:
+polygon building is per-polygon Python work that one core cannot hurry.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing
+from collections import deque
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -20,30 +27,189 @@ import rasterio.features
 import shapely
 from affine import Affine
 from scipy import ndimage
-from shapely.geometry import shape
 
 STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool)}
+ID_BITS = 32  # global piece id = strip index << ID_BITS | id within the strip
 
 
 @dataclass
-class Region:
-    """One finished region: class, polygon in pixel coordinates, confidence sum and count."""
+class Regions:
+    """Finished regions, as parallel arrays (geometries in pixel coordinates)."""
 
-    class_id: int
-    geometry: shapely.Geometry
-    value_sum: float
-    value_count: int
+    class_ids: np.ndarray
+    geoms: np.ndarray
+    value_sums: np.ndarray
+    value_counts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    @classmethod
+    def concat(cls, parts: list[Regions]) -> Regions:
+        if not parts:
+            return cls(np.zeros(0, np.int32), np.zeros(0, object), np.zeros(0), np.zeros(0))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("class_ids", "geoms", "value_sums", "value_counts")))
 
 
-class _UnionFind:
-    def __init__(self) -> None:
+@dataclass
+class StripPieces:
+    """One strip's pieces: their classes, polygons, value sums and seam rows of labels."""
+
+    classes: np.ndarray  # class of piece i + 1
+    geoms: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    first_row: np.ndarray  # labels (1-based piece ids, 0 = none) of the strip's first row
+    last_row: np.ndarray
+
+
+def label_strip(strip: np.ndarray, classes: Collection[int], connectivity: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Piece ids 1..n (0 = not exported) and the class of each piece."""
+    labels = np.zeros(strip.shape, dtype=np.int32)
+    piece_class: list[np.ndarray] = []
+    n_total = 0
+    present = np.flatnonzero(np.bincount(strip.ravel(), minlength=256))
+    for c in (int(v) for v in present if int(v) in classes):
+        sel = strip == c
+        lab, n = ndimage.label(sel, structure=STRUCTURE[connectivity])
+        labels[sel] = lab[sel] + n_total
+        piece_class.append(np.full(n, c, dtype=np.int32))
+        n_total += n
+    return labels, (np.concatenate(piece_class) if piece_class else np.zeros(0, np.int32))
+
+
+def polygonize_strip(y0: int, strip: np.ndarray, values: np.ndarray | None,
+                     classes: Collection[int], connectivity: int, value_nodata: int,
+                     as_wkb: bool = False) -> StripPieces:
+    """Label and polygonize one strip (pure: safe to run in a worker process)."""
+    labels, piece_class = label_strip(strip, classes, connectivity)
+    n = len(piece_class)
+    geoms = np.empty(n, dtype=object)
+    for geom, value in rasterio.features.shapes(labels, mask=labels > 0,
+                                                connectivity=connectivity,
+                                                transform=Affine(1, 0, 0, 0, 1, y0)):
+        geoms[int(value) - 1] = _polygon(geom["coordinates"])
+    sums, counts = np.zeros(n), np.zeros(n, dtype=np.int64)
+    if values is not None and n:
+        ok = (labels > 0) & (values != value_nodata)
+        sums = np.bincount(labels[ok], weights=values[ok], minlength=n + 1)[1:]
+        counts = np.bincount(labels[ok], minlength=n + 1)[1:]
+    if as_wkb:
+        geoms = shapely.to_wkb(geoms)
+    return StripPieces(piece_class, geoms, sums, counts, labels[0].copy(), labels[-1].copy())
+
+
+def _polygon(rings: list) -> shapely.Polygon:
+    """GeoJSON-style rings to a polygon without per-coordinate Python work."""
+    shell = shapely.linearrings(np.asarray(rings[0], dtype=np.float64))
+    if len(rings) == 1:
+        return shapely.polygons(shell)
+    holes = [shapely.linearrings(np.asarray(r, dtype=np.float64)) for r in rings[1:]]
+    return shapely.polygons(shell, holes)
+
+
+def polygonize_strips(strips: Iterable[tuple[int, np.ndarray, np.ndarray | None]], *,
+                      classes: Collection[int], connectivity: int = 4,
+                      value_nodata: int = 255, workers: int = 0) -> Iterator[Regions]:
+    """Regions of the ``classes`` of a mask given as ``(y0, rows, values)`` strips, in order.
+
+    ``values`` (optional, e.g. a confidence strip) are summed per region, skipping
+    ``value_nodata``. Geometries are in pixel coordinates (x = column, y = row); apply the
+    raster transform afterwards. ``workers`` > 0 polygonizes strips in that many processes.
+    """
+    if connectivity not in STRUCTURE:
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+    classes = frozenset(int(c) for c in classes)
+    seams = _SeamJoiner(connectivity)
+    for index, (p, is_last) in enumerate(_map_ordered(strips, classes, connectivity,
+                                                      value_nodata, workers)):
+        yield seams.add(index, p, top=index > 0, bottom=not is_last)
+    yield seams.close()
+
+
+def _map_ordered(strips, classes, connectivity, value_nodata, workers
+                 ) -> Iterator[tuple[StripPieces, bool]]:
+    """``(pieces, is_last)`` per strip, polygonized here or in worker processes, in order.
+
+    Runs one strip behind, so the caller knows when a strip is the last (its bottom is then
+    the raster's edge, not a seam).
+    """
+    def results() -> Iterator[StripPieces]:
+        if workers <= 0:
+            for y0, rows, values in strips:
+                yield polygonize_strip(y0, rows, values, classes, connectivity, value_nodata)
+            return
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            window: deque[cf.Future] = deque()
+            for y0, rows, values in strips:
+                window.append(pool.submit(polygonize_strip, y0, rows, values, classes,
+                                          connectivity, value_nodata, True))
+                if len(window) > workers + 1:  # bounded read-ahead
+                    yield _unwkb(window.popleft())
+            while window:
+                yield _unwkb(window.popleft())
+
+    last = None
+    for p in results():
+        if last is not None:
+            yield last, False
+        last = p
+    if last is not None:
+        yield last, True
+
+
+def _unwkb(future: cf.Future) -> StripPieces:
+    p = future.result()
+    p.geoms = shapely.from_wkb(p.geoms)
+    return p
+
+
+class _SeamJoiner:
+    """Joins pieces across seams with a union-find; only seam-touching pieces enter it."""
+
+    def __init__(self, connectivity: int) -> None:
+        self.connectivity = connectivity
         self.parent: dict[int, int] = {}
+        self.groups: dict[int, list[int]] = {}  # root -> ids of an open region's pieces
+        self.data: dict[int, tuple[int, shapely.Geometry, float, int]] = {}
+        self.prev_last: np.ndarray | None = None  # global ids along the previous strip's bottom
 
-    def add(self, ids: Iterable[int]) -> None:
-        for i in ids:
-            self.parent[i] = i
+    def add(self, index: int, p: StripPieces, top: bool, bottom: bool) -> Regions:
+        """Take strip ``index``'s pieces; return the regions finished by it."""
+        base = np.int64(index) << ID_BITS
+        on_seam = np.zeros(len(p.classes) + 1, dtype=bool)
+        if top:
+            on_seam[p.first_row] = True
+        if bottom:
+            on_seam[p.last_row] = True
+        on_seam = on_seam[1:]
+        done = [Regions(p.classes[~on_seam], p.geoms[~on_seam], p.sums[~on_seam],
+                        p.counts[~on_seam])]
+        for i in np.flatnonzero(on_seam):
+            gid = int(base + i + 1)
+            self.parent[gid] = gid
+            self.groups[gid] = [gid]
+            self.data[gid] = (int(p.classes[i]), p.geoms[i], float(p.sums[i]),
+                              int(p.counts[i]))
+        if top and self.prev_last is not None:
+            first = np.where(p.first_row > 0, p.first_row + base, 0)
+            for a, b in _seam_pairs(self.prev_last, first, self.connectivity):
+                if self.data[int(a)][0] == self.data[int(b)][0]:
+                    self._join(int(a), int(b))
+        self.prev_last = np.where(p.last_row > 0, p.last_row + base, 0) if bottom else None
+        open_roots = set() if not bottom else {
+            self._find(int(i)) for i in np.unique(self.prev_last) if i}
+        done += [self._finish(r) for r in [r for r in self.groups if r not in open_roots]]
+        return Regions.concat(done)
 
-    def find(self, i: int) -> int:
+    def close(self) -> Regions:
+        return Regions.concat([self._finish(r) for r in list(self.groups)])
+
+    def _find(self, i: int) -> int:
         root = i
         while self.parent[root] != root:
             root = self.parent[root]
@@ -51,35 +217,29 @@ class _UnionFind:
             self.parent[i], i = root, self.parent[i]
         return root
 
-    def union(self, a: int, b: int) -> int:
-        ra, rb = self.find(a), self.find(b)
+    def _join(self, a: int, b: int) -> None:
+        ra, rb = self._find(a), self._find(b)
         if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-        return min(ra, rb)
+            root, other = min(ra, rb), max(ra, rb)
+            self.parent[other] = root
+            self.groups[root].extend(self.groups.pop(other))
 
-    def forget(self, ids: Iterable[int]) -> None:
+    def _finish(self, root: int) -> Regions:
+        ids = self.groups.pop(root)
+        parts = [self.data.pop(i) for i in ids]
         for i in ids:
             del self.parent[i]
-
-
-def label_strip(strip: np.ndarray, classes: Collection[int], connectivity: int,
-                first_id: int) -> tuple[np.ndarray, dict[int, int]]:
-    """Global component ids (0 = not exported) and each id's class."""
-    labels = np.zeros(strip.shape, dtype=np.int32)
-    id_class: dict[int, int] = {}
-    next_id = first_id
-    present = np.flatnonzero(np.bincount(strip.ravel(), minlength=256))
-    for c in (int(v) for v in present if int(v) in classes):
-        sel = strip == c
-        lab, n = ndimage.label(sel, structure=STRUCTURE[connectivity])
-        labels[sel] = lab[sel] + (next_id - 1)
-        id_class.update(dict.fromkeys(range(next_id, next_id + n), c))
-        next_id += n
-    return labels, id_class
+        if len(parts) == 1:
+            geom = parts[0][1]
+        else:  # drop the vertices the seams left on straight edges, as one pass would have
+            geom = shapely.simplify(shapely.union_all([q[1] for q in parts]), 0.0)
+        return Regions(np.array([parts[0][0]], np.int32), np.array([geom], dtype=object),
+                       np.array([sum(q[2] for q in parts)]),
+                       np.array([sum(q[3] for q in parts)]))
 
 
 def _seam_pairs(above: np.ndarray, below: np.ndarray, connectivity: int) -> np.ndarray:
-    """Pairs of component ids that touch across a seam (callers check their classes)."""
+    """Pairs of piece ids that touch across a seam (callers check their classes)."""
     pairs = [np.stack([above, below], axis=1)]
     if connectivity == 8:
         pairs.append(np.stack([above[:-1], below[1:]], axis=1))
@@ -87,79 +247,3 @@ def _seam_pairs(above: np.ndarray, below: np.ndarray, connectivity: int) -> np.n
     p = np.concatenate(pairs)
     p = p[(p[:, 0] > 0) & (p[:, 1] > 0)]
     return np.unique(p, axis=0) if len(p) else p
-
-
-def polygonize_strips(strips: Iterable[tuple[int, np.ndarray, np.ndarray | None]], *,
-                      classes: Collection[int], connectivity: int = 4,
-                      value_nodata: int = 255) -> Iterator[Region]:
-    """Polygons of the ``classes`` regions of a mask given as ``(y0, rows, values)`` strips.
-
-    Strips must come in order and cover the mask. ``values`` (optional, e.g. a confidence
-    strip) are summed per region, skipping ``value_nodata``. Geometries are in pixel
-    coordinates (x = column, y = row); apply the raster transform afterwards.
-    """
-    if connectivity not in STRUCTURE:
-        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
-    classes = frozenset(int(c) for c in classes)
-    uf = _UnionFind()
-    pieces: dict[int, tuple[int, shapely.Geometry, float, int]] = {}
-    groups: dict[int, list[int]] = {}  # root -> piece ids, for regions still open
-    prev_last: np.ndarray | None = None
-    next_id = 1
-    for y0, strip, values in strips:
-        labels, id_class = label_strip(strip, classes, connectivity, next_id)
-        next_id += len(id_class)
-        uf.add(id_class)
-        _add_pieces(pieces, groups, labels, id_class, values, y0, connectivity, value_nodata)
-        if prev_last is not None:
-            for a, b in _seam_pairs(prev_last, labels[0], connectivity):
-                if pieces[a][0] == pieces[b][0]:
-                    _join(uf, groups, int(a), int(b))
-        prev_last = labels[-1].copy()
-        open_roots = {uf.find(int(i)) for i in np.unique(prev_last) if i}
-        for root in [r for r in groups if r not in open_roots]:
-            yield _finish(groups.pop(root), pieces, uf)
-    for root in list(groups):
-        yield _finish(groups.pop(root), pieces, uf)
-
-
-def _add_pieces(pieces, groups, labels, id_class, values, y0, connectivity, value_nodata):
-    if not id_class:
-        return
-    sums = counts = None
-    if values is not None:
-        ok = (labels > 0) & (values != value_nodata)
-        n = max(id_class) + 1
-        sums = np.bincount(labels[ok], weights=values[ok], minlength=n)
-        counts = np.bincount(labels[ok], minlength=n)
-    transform = Affine(1, 0, 0, 0, 1, y0)
-    for geom, value in rasterio.features.shapes(labels, mask=labels > 0,
-                                                connectivity=connectivity,
-                                                transform=transform):
-        i = int(value)
-        s = float(sums[i]) if sums is not None else 0.0
-        c = int(counts[i]) if counts is not None else 0
-        pieces[i] = (id_class[i], shape(geom), s, c)
-        groups[i] = [i]
-
-
-def _join(uf: _UnionFind, groups: dict[int, list[int]], a: int, b: int) -> None:
-    ra, rb = uf.find(a), uf.find(b)
-    if ra == rb:
-        return
-    root = uf.union(ra, rb)
-    other = rb if root == ra else ra
-    groups[root].extend(groups.pop(other))
-
-
-def _finish(ids: list[int], pieces: dict, uf: _UnionFind) -> Region:
-    parts = [pieces.pop(i) for i in ids]
-    uf.forget(ids)
-    if len(parts) == 1:
-        geom = parts[0][1]
-    else:  # drop the vertices the seams left on straight edges, as one pass would have
-        geom = shapely.simplify(shapely.union_all([p[1] for p in parts]), 0.0)
-    if not geom.is_valid:  # 8-connected regions touch themselves at pixel corners
-        geom = shapely.make_valid(geom, method="structure")
-    return Region(class_id=parts[0][0], geometry=geom, value_sum=sum(p[2] for p in parts),
-                  value_count=sum(p[3] for p in parts))

@@ -28,7 +28,7 @@ from agriseg.errors import ConfigError, RasterError
 from agriseg.raster.io import gdal_env, open_raster, pixel_size_m
 from agriseg.vector.attributes import class_names_from_tags, metric_area_perimeter
 from agriseg.vector.export import format_for, polygon_sink
-from agriseg.vector.polygonize import Region, polygonize_strips
+from agriseg.vector.polygonize import Regions, polygonize_strips
 from agriseg.vector.sieve import sieve_strips
 from agriseg.vector.simplify import simplify_coverage
 
@@ -56,7 +56,7 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
                    confidence: str | os.PathLike | None = None, crs: str | None = None,
                    fmt: str | None = None, layer: str = "fields", source: str | None = None,
                    overwrite: bool = False, strip_rows: int | None = None,
-                   progress: bool = False) -> VectorizeResult:
+                   workers: int | None = None, progress: bool = False) -> VectorizeResult:
     """Polygonize the class mask ``mask`` and write the polygons to ``dst``.
 
     ``classes`` (names or ids) selects what is exported (default: every class but background);
@@ -65,6 +65,8 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
     neighbouring polygons keep identical shared boundaries. ``confidence`` (a raster on the
     mask's grid) adds each polygon's mean confidence. ``strip_rows`` defaults to about
     2 Mpx per strip (512 rows at 4096 px wide), so memory stays flat for wide rasters too.
+    ``workers`` processes polygonize strips in parallel (default: one per core, up to 4, for
+    rasters of at least four strips; 0 runs everything in this process).
     """
     t0 = time.perf_counter()
     fmt = format_for(dst, fmt)
@@ -79,10 +81,13 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
         frame = functools.partial(_to_frame, src=src, names=names,
                                   with_conf=confidence is not None, simplify_m=simplify_m,
                                   source=source or Path(mask).name)
+        if workers is None:  # processes pay off once there are a few strips to share out
+            workers = min(os.cpu_count() or 1, 4) if src.height >= 4 * strip_rows else 0
         regions = _regions(src, confidence, export, connectivity, _px(min_area_m2, px_area),
-                           _px(fill_holes_m2, px_area), strip_rows, progress)
+                           _px(fill_holes_m2, px_area), strip_rows, workers, progress)
         # coverage simplification needs the whole coverage; otherwise stream in chunks
-        chunks = [list(regions)] if simplify_m > 0 else _chunked(regions, CHUNK_POLYGONS)
+        limit = None if simplify_m > 0 else CHUNK_POLYGONS
+        chunks = _chunked(regions, limit)
         with polygon_sink(dst, source_crs=src.crs, fmt=fmt, layer=layer, crs=crs,
                           overwrite=overwrite) as write:
             for chunk in chunks:
@@ -90,7 +95,7 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
                 stats.add(gdf)
                 write(gdf)
             if not stats.polygons:
-                write(frame([]))  # an empty layer, with its schema
+                write(frame(Regions.concat([])))  # an empty layer, with its schema
     return VectorizeResult(path=Path(dst), format=fmt, polygons=stats.polygons,
                            polygons_per_class=stats.count, area_m2_per_class=stats.area,
                            seconds=time.perf_counter() - t0)
@@ -110,15 +115,18 @@ class _Stats:
             self.area[name] = self.area.get(name, 0.0) + float(a)
 
 
-def _chunked(items: Iterator[Region], n: int) -> Iterator[list[Region]]:
-    chunk: list[Region] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _chunked(batches: Iterator[Regions], limit: int | None) -> Iterator[Regions]:
+    """Regroup per-strip batches into chunks of at least ``limit`` regions (None: one)."""
+    parts: list[Regions] = []
+    size = 0
+    for batch in batches:
+        parts.append(batch)
+        size += len(batch)
+        if limit is not None and size >= limit:
+            yield Regions.concat(parts)
+            parts, size = [], 0
+    if parts:
+        yield Regions.concat(parts)
 
 
 def auto_strip_rows(width: int) -> int:
@@ -175,8 +183,8 @@ def _px(area_m2: float, px_area_m2: float) -> int:
     return int(np.ceil(area_m2 / px_area_m2 - 1e-9)) if area_m2 > 0 else 0
 
 
-def _regions(src, confidence, export, connectivity, min_px, fill_px, strip_rows,
-             progress) -> Iterator[Region]:
+def _regions(src, confidence, export, connectivity, min_px, fill_px, strip_rows, workers,
+             progress) -> Iterator[Regions]:
     with contextlib.ExitStack() as stack:
         conf_src = None
         if confidence is not None:
@@ -208,12 +216,13 @@ def _regions(src, confidence, export, connectivity, min_px, fill_px, strip_rows,
                 bar.update(rows.shape[0])
                 yield y0, rows, vals
 
-        yield from polygonize_strips(with_values(), classes=export, connectivity=connectivity)
+        yield from polygonize_strips(with_values(), classes=export, connectivity=connectivity,
+                                     workers=workers)
 
 
-def _to_frame(regions: list[Region], *, src, names: dict[int, str], with_conf: bool,
+def _to_frame(regions: Regions, *, src, names: dict[int, str], with_conf: bool,
               simplify_m: float, source: str) -> gpd.GeoDataFrame:
-    geoms = np.array([r.geometry for r in regions], dtype=object)
+    geoms = regions.geoms.copy()
     t = src.transform
     if simplify_m > 0 and len(geoms):
         geoms = shapely.segmentize(geoms, 1.0)  # vertices at every pixel corner: T-junctions
@@ -222,16 +231,18 @@ def _to_frame(regions: list[Region], *, src, names: dict[int, str], with_conf: b
     if simplify_m > 0 and len(geoms):
         geoms = simplify_coverage(geoms, simplify_m, src.crs)
     bad = ~shapely.is_valid(geoms)
-    if bad.any():
+    if bad.any():  # 8-connected regions touch themselves at pixel corners
         geoms[bad] = shapely.make_valid(geoms[bad], method="structure")
     area, perim = metric_area_perimeter(geoms, src.crs)
+    ids = regions.class_ids.astype(np.int32)
     data = {
-        "class_id": np.array([r.class_id for r in regions], dtype=np.int32),
-        "class_name": [names.get(r.class_id, f"class_{r.class_id}") for r in regions],
+        "class_id": ids,
+        "class_name": [names.get(int(i), f"class_{i}") for i in ids],
         "area_m2": area, "area_ha": area / 10_000.0, "perim_m": perim,
     }
     if with_conf:
-        data["mean_conf"] = np.array([r.value_sum / r.value_count if r.value_count else np.nan
-                                      for r in regions], dtype=float)
-    data["source"] = [source] * len(regions)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            data["mean_conf"] = np.where(regions.value_counts > 0,
+                                         regions.value_sums / regions.value_counts, np.nan)
+    data["source"] = [source] * len(ids)
     return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=src.crs), crs=src.crs)
