@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -56,26 +57,44 @@ def checkpoint(arch: str, encoder: str = "resnet18", patch_px: int = 512) -> Pat
     return path
 
 
-def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; return (peak resident memory in MiB, wall seconds) of that process alone.
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (worker processes included)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):  # the task may have ended meanwhile
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
-    The peak is the kernel's high-water mark (VmHWM) of the command's own address space,
-    sampled until it exits. ``ru_maxrss`` from wait4 would not do: Linux carries the parent's
-    resident size over fork and exec, so a child of a big benchmark process would report at
-    least the parent's size.
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; return (peak resident memory in MiB, wall seconds) of it and its workers.
+
+    Sampled every 20 ms: the larger of the command's own high-water mark (VmHWM) and the peak
+    sum of resident memory over the command and its child processes. ``ru_maxrss`` from wait4
+    would not do: Linux carries the parent's resident size over fork and exec, so a child of a
+    big benchmark process would report at least the parent's size.
     """
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    status, peak_kb = Path(f"/proc/{proc.pid}/status"), 0
+    peak_kb = 0
     while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak_kb = max(peak_kb, int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError):
-            break
+        own = _status_kb(proc.pid, "VmHWM:")
+        tree = sum(_status_kb(p, "VmRSS:") for p in _tree(proc.pid))
+        peak_kb = max(peak_kb, own, tree)
         time.sleep(0.02)
-    proc.wait()
     wall = time.perf_counter() - t
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
