@@ -97,7 +97,7 @@ def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult
         "vegetated_area_ha": vegetated / 10_000.0,
         "weed_share_of_vegetation": (weed / vegetated) if vegetated else None,
         "nodata_pixels": pred.nodata_pixels,
-        "warnings": pred.warnings + vec.warnings,
+        "warnings": pred.warnings,
         "timings_s": {"predict": round(pred.seconds, 3), "model": round(pred.model_seconds, 3),
                       "vectorize": round(vec.seconds, 3), "total": round(seconds, 3)},
     }

@@ -47,7 +47,6 @@ class VectorizeResult:
     polygons_per_class: dict[str, int]
     area_m2_per_class: dict[str, float]
     seconds: float
-    warnings: list[str] = field(default_factory=list)
 
 
 def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
