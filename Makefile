@@ -23,8 +23,10 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/agriseg info sample_tiles/field_rgbn.tif
-	$(BIN)/agriseg tile sample_tiles/field_rgb.tif -o /tmp/agriseg-demo-tiles --overwrite \
+	$(BIN)/agriseg tile sample_tiles/field_rgb.tif -o /tmp/agriseg-demo/tiles --overwrite \
 		--patch-size 256 --labels sample_tiles/field_rgb_labels.gpkg
+	$(BIN)/agriseg vectorize sample_tiles/field_rgb_labels.tif -o /tmp/agriseg-demo/fields.gpkg \
+		--overwrite --min-area 0.0005 --fill-holes 0.0005 --simplify 0.005
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
