@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check agriseg tests bench
 
 demo: $(STAMP)
+	mkdir -p /tmp/agriseg-demo
 	$(BIN)/agriseg info sample_tiles/field_rgbn.tif
 	$(BIN)/agriseg tile sample_tiles/field_rgb.tif -o /tmp/agriseg-demo/tiles --overwrite \
 		--patch-size 256 --labels sample_tiles/field_rgb_labels.gpkg

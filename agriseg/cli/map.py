@@ -7,6 +7,7 @@ import click
 from agriseg.cli.options import (
     bands_opt,
     echo_json,
+    format_area,
     inference_opts,
     json_opt,
     overwrite_opt,
@@ -58,7 +59,7 @@ def command(ctx: click.Context, field: str, out_dir: str, model_path: str, fmt: 
     for name, c in s["classes"].items():
         if c["class_id"] == 0:
             continue
-        click.echo(f"  {name:<12} {c['area_ha']:10.4f} ha  {c['polygons']:7d} polygons")
+        click.echo(f"  {name:<12} {format_area(c['area_m2']):>14}  {c['polygons']:7d} polygons")
     share = s["weed_share_of_vegetation"]
     if share is not None:
         click.echo(f"  weed share of vegetated area: {100 * share:.1f}%")

@@ -94,3 +94,8 @@ def vector_opts(f: Callable) -> Callable:
                      help="Classes to export, by name or id [default: all but "
                           "background].")(f)
     return f
+
+
+def format_area(m2: float) -> str:
+    """Hectares for field-sized areas, square metres for small ones."""
+    return f"{m2 / 10_000:.4f} ha" if m2 >= 1000 else f"{m2:.2f} m²"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from agriseg.cli.options import echo_json, json_opt, overwrite_opt, vector_opts
+from agriseg.cli.options import echo_json, format_area, json_opt, overwrite_opt, vector_opts
 from agriseg.vector.export import FORMATS
 from agriseg.vector.vectorize import vectorize_mask
 
@@ -39,6 +39,6 @@ def command(ctx: click.Context, mask: str, output: str, fmt: str | None,
     if as_json:
         echo_json(vars(r))
         return
-    parts = ", ".join(f"{k} {v} ({r.area_m2_per_class[k] / 10_000:.4f} ha)"
+    parts = ", ".join(f"{k} {v} ({format_area(r.area_m2_per_class[k])})"
                       for k, v in r.polygons_per_class.items()) or "no polygons"
     click.echo(f"{r.path}: {r.polygons} polygons ({parts}) in {r.seconds:.1f} s")
