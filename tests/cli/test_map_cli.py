@@ -45,7 +45,10 @@ def test_map_human_summary_and_existing_folder(make_checkpoint, tmp_path):
     out = tmp_path / "f"
     r = run("-q", "map", SAMPLES / "field_small.tif", "-m", ckpt, "-o", out)
     assert r.exit_code == 0, r.output
-    assert "mapped in" in r.output and "ha" in r.output
+    assert "mapped in" in r.output
+    lines = r.output.splitlines()
+    assert any(ln.split()[:1] == ["crop"] and "polygons" in ln for ln in lines), r.output
+    assert not any(ln.split()[:1] == ["soil"] for ln in lines)  # background is not mapped
     before = sorted(p.name for p in out.iterdir())
     r = run("map", SAMPLES / "field_small.tif", "-m", ckpt, "-o", out)
     assert_bad_input(r, "exists", "--overwrite")
