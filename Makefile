@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench samples clean
+.PHONY: install test lint demo bench samples weights clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+weights: $(STAMP)
+	$(BIN)/agriseg train --config configs/train/default.yaml
+	cp runs/default/best.safetensors agriseg/models/default/agriseg-default.safetensors
 
 samples: $(STAMP)
 	$(BIN)/python -m agriseg.sample_data sample_tiles

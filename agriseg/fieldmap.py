@@ -21,8 +21,10 @@ from typing import Any
 from agriseg import __version__
 from agriseg.infer.pipeline import PredictResult, predict_raster
 from agriseg.models.checkpoint import read_card
+from agriseg.models.default import model_or_default
 from agriseg.outputs import atomic_dir
-from agriseg.raster.io import open_raster, pixel_size_m
+from agriseg.raster.io import band_names, open_raster, pixel_size_m
+from agriseg.raster.preview import render_preview
 from agriseg.vector.export import FORMATS, format_for
 from agriseg.vector.vectorize import VectorizeResult, vectorize_mask
 
@@ -30,6 +32,7 @@ MASK_NAME = "mask.tif"
 CONFIDENCE_NAME = "confidence.tif"
 SUMMARY_NAME = "summary.json"
 README_NAME = "README.txt"
+PREVIEW_NAME = "preview.png"
 
 
 @dataclass
@@ -39,8 +42,9 @@ class MapResult:
 
 
 def map_field(raster: str | os.PathLike, out_dir: str | os.PathLike, *,
-              model: str | os.PathLike, fmt: str = "gpkg", patch_px: int | None = None,
-              overlap_px: int | None = None, batch_size: int = 8, device: str = "auto",
+              model: str | os.PathLike | None = None, fmt: str = "gpkg",
+              patch_px: int | None = None, overlap_px: int | None = None,
+              batch_size: int = 8, device: str = "auto",
               blend: str = "hann", bands: Sequence[int] | None = None,
               classes: Sequence[str | int] | None = None, min_area_m2: float = 0.0,
               fill_holes_m2: float = 0.0, simplify_m: float = 0.0, connectivity: int = 4,
@@ -50,6 +54,7 @@ def map_field(raster: str | os.PathLike, out_dir: str | os.PathLike, *,
     t0 = time.perf_counter()
     fmt = format_for(f"fields.{fmt}", fmt)
     polygons_name = f"fields{FORMATS[fmt].suffix}"
+    model = model_or_default(model)
     card = read_card(model)  # fail on a bad checkpoint before creating anything
     with atomic_dir(out_dir, overwrite) as tmp:
         pred = predict_raster(raster, model, tmp / MASK_NAME, patch_px=patch_px,
@@ -67,6 +72,8 @@ def map_field(raster: str | os.PathLike, out_dir: str | os.PathLike, *,
                       simplify_m=simplify_m, connectivity=connectivity, crs=crs, format=fmt)
         summary = build_summary(raster, model, card, pred, vec, params,
                                 polygons_name, time.perf_counter() - t0)
+        render_preview(raster, tmp / MASK_NAME, tmp / PREVIEW_NAME, colors=card.colors,
+                       rgb_bands=_rgb_bands(raster, bands))
         (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / README_NAME).write_text(folder_readme(polygons_name, vec.format))
     return MapResult(out_dir=Path(out_dir), summary=summary)
@@ -91,7 +98,8 @@ def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult
         "model": _model_identity(model, card),
         "parameters": params,
         "outputs": {"mask": MASK_NAME, "confidence": CONFIDENCE_NAME,
-                    "polygons": polygons_name, "summary": SUMMARY_NAME},
+                    "polygons": polygons_name, "summary": SUMMARY_NAME,
+                    "preview": PREVIEW_NAME},
         "classes": per_class,
         "polygons": vec.polygons,
         "vegetated_area_ha": vegetated / 10_000.0,
@@ -101,6 +109,15 @@ def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult
         "timings_s": {"predict": round(pred.seconds, 3), "model": round(pred.model_seconds, 3),
                       "vectorize": round(vec.seconds, 3), "total": round(seconds, 3)},
     }
+
+
+def _rgb_bands(raster, bands) -> list[int]:
+    """Bands to show in the preview: red/green/blue by name, else the model's first three."""
+    with open_raster(raster) as src:
+        names = band_names(src)
+    if all(n in names for n in ("red", "green", "blue")):
+        return [names.index(n) + 1 for n in ("red", "green", "blue")]
+    return list(bands or [1, 2, 3])[:3]
 
 
 def _input_identity(raster) -> dict[str, Any]:
@@ -135,4 +152,5 @@ def folder_readme(polygons_name: str, fmt: str) -> str:
                 CRSs), mean_conf (mean of {CONFIDENCE_NAME} inside), source (input raster)
 {SUMMARY_NAME}     per-class areas (ha) and polygon counts, weed share of the vegetated
                 area, input and model identity (sha256), parameters, timings
+{PREVIEW_NAME}      quick look: the class map over the image (crop, weed... tinted)
 """

@@ -64,6 +64,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"nothing was written to {tmp}")
+        _default_mode(tmp, 0o666)
         os.replace(tmp, path)
     finally:
         _remove(tmp)
@@ -85,6 +86,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
     try:
         yield tmp
+        _default_mode(tmp, 0o777)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
             os.replace(path, old / path.name)
@@ -95,6 +97,14 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _default_mode(p: Path, mode: int) -> None:
+    """Give a temporary file the permissions a plain ``open()`` would have (mkstemp uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if p.exists():
+        os.chmod(p, mode & ~umask)
 
 
 def _remove(p: Path) -> None:

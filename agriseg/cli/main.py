@@ -65,9 +65,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from agriseg.cli import info, map, models, predict, tile, vectorize
+    from agriseg.cli import evaluate, info, map, models, predict, tile, train, vectorize
 
-    for mod in (info, map, models, predict, tile, vectorize):
+    for mod in (evaluate, info, map, models, predict, tile, train, vectorize):
         cli.add_command(mod.command)
 
 

@@ -21,8 +21,9 @@ from agriseg.vector.export import FORMATS
 @click.argument("field", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to create for the results.")
-@click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False),
-              help="Checkpoint (.safetensors) with its model card.")
+@click.option("-m", "--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Checkpoint (.safetensors) with its model card [default: the model "
+                   "shipped with agriseg].")
 @click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="gpkg",
               show_default=True, help="Polygon format.")
 @patch_opts
@@ -32,7 +33,7 @@ from agriseg.vector.export import FORMATS
 @overwrite_opt
 @json_opt
 @click.pass_context
-def command(ctx: click.Context, field: str, out_dir: str, model_path: str, fmt: str,
+def command(ctx: click.Context, field: str, out_dir: str, model_path: str | None, fmt: str,
             patch_px: int | None, overlap_px: int | None, batch_size: int, device: str,
             blend: str, bands: list[int] | None, classes: list[str] | None,
             min_area_m2: float, fill_holes_m2: float, simplify_m: float, connectivity: str,

@@ -16,8 +16,9 @@ from agriseg.cli.options import (
 
 @click.command("predict")
 @click.argument("raster", type=click.Path(dir_okay=False))
-@click.option("-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False),
-              help="Checkpoint (.safetensors) with its model card.")
+@click.option("-m", "--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Checkpoint (.safetensors) with its model card [default: the model "
+                   "shipped with agriseg].")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Class-mask GeoTIFF (COG) to write.")
 @click.option("--confidence", type=click.Path(dir_okay=False), default=None,
@@ -28,7 +29,7 @@ from agriseg.cli.options import (
 @overwrite_opt
 @json_opt
 @click.pass_context
-def command(ctx: click.Context, raster: str, model_path: str, output: str,
+def command(ctx: click.Context, raster: str, model_path: str | None, output: str,
             confidence: str | None, patch_px: int | None, overlap_px: int | None,
             batch_size: int,
             device: str, blend: str, bands: list[int] | None, overwrite: bool,

@@ -28,6 +28,7 @@ from agriseg.infer.predictor import Predictor, prefetch
 from agriseg.infer.stitcher import NODATA_CLASS, FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
 from agriseg.models.checkpoint import load_checkpoint, read_card
+from agriseg.models.default import model_or_default
 from agriseg.models.registry import input_divisor
 from agriseg.outputs import check_output
 from agriseg.raster.fit import check_fit
@@ -81,7 +82,7 @@ def iter_batches(reader: StripReader, grid: PatchGrid, card: ModelCard, batch_si
         yield Batch(np.stack(images), keys, row_valid)
 
 
-def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Module,
+def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Module | None,
                    dst: str | os.PathLike, *, card: ModelCard | None = None,
                    patch_px: int | None = None, overlap_px: int | None = None,
                    batch_size: int = 8, device: str = "auto", blend: BlendMode = "hann",
@@ -90,7 +91,8 @@ def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Modu
                    amp: bool = True, progress: bool = False) -> PredictResult:
     """Predict a class mask for ``raster`` and write it to ``dst`` as a COG.
 
-    ``model`` is a checkpoint path (its card is read from it) or a module with ``card``.
+    ``model`` is a checkpoint path (its card is read from it), a module with ``card``, or
+    None for the default model shipped with agriseg.
     ``confidence`` optionally names a second COG of the winning class's softmax probability in
     percent. Both outputs appear only when complete.
     """
@@ -106,6 +108,7 @@ def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Modu
         if card is None:
             raise ValueError("a model passed as a module needs its card")
     else:
+        model = model_or_default(model)
         card = read_card(model)  # cheap header check before opening anything heavy
     with open_raster(raster) as src, gdal_env(src):
         fit = check_fit(src, card, bands)

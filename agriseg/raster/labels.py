@@ -5,8 +5,10 @@ the class id of every pixel? A label raster may sit on another grid or CRS; it i
 nearest neighbour through a ``WarpedVRT`` (class ids are categories: never interpolate them).
 Polygons are read once, reprojected to the image CRS and burnt window by window. The value
 ``LABEL_NODATA`` (255) means "unknown" (outside the label raster, its no-data) and is ignored by
-losses. Polygon labels leave uncovered pixels at 0 (background): a polygon layer can only say
-where something *is*, and annotators draw the plants, not the soil.
+losses. Polygon labels leave uncovered pixels at 0 (background) by default: a polygon layer can
+only say where something *is*, and annotators draw the plants, not the soil. Training passes
+``unlabelled=255`` instead, since an unannotated corner is not known to be soil; an optional
+area-of-interest (AOI) layer then says where the annotation is complete (uncovered = 0 inside).
 """
 
 from __future__ import annotations
@@ -64,14 +66,22 @@ def is_vector_path(path: str | os.PathLike) -> bool:
 
 @contextlib.contextmanager
 def open_labels(path: str | os.PathLike, like: rasterio.DatasetReader, *,
-                label_field: str | None = None, layer: str | int | None = None
+                label_field: str | None = None, layer: str | int | None = None,
+                unlabelled: int = 0, aoi: str | os.PathLike | None = None
                 ) -> Iterator[LabelReader]:
-    """Open a label raster or vector file aligned to ``like``'s grid (CRS, transform, size)."""
+    """Open a label raster or vector file aligned to ``like``'s grid (CRS, transform, size).
+
+    ``unlabelled`` and ``aoi`` only concern polygons (see :class:`VectorLabels`); a label raster
+    says itself which pixels are unknown (its no-data, 255, or outside its extent).
+    """
     if is_vector_path(path):
-        yield VectorLabels.from_file(path, like, label_field=label_field, layer=layer)
+        yield VectorLabels.from_file(path, like, label_field=label_field, layer=layer,
+                                     unlabelled=unlabelled, aoi=aoi)
         return
     if label_field is not None:
         log.warning("%s: --label-field is ignored for a label raster", path)
+    if aoi is not None:
+        log.warning("%s: the area of interest is ignored for a label raster", path)
     reader = RasterLabels(path, like)
     try:
         yield reader
@@ -160,41 +170,52 @@ def _to_class_ids(data: np.ndarray, valid: np.ndarray, name: Any) -> np.ndarray:
 class VectorLabels:
     """Polygons with class ids, in the image CRS, burnt into any window of the image grid.
 
-    Pixels whose centre lies in no polygon are 0 (background); where polygons overlap the
-    later feature wins (file order), as with ``gdal_rasterize``.
+    Pixels whose centre lies in no polygon are ``unlabelled`` (default 0, background; training
+    uses 255, unknown), except inside the ``aoi`` polygons, where they are 0: the AOI marks
+    where annotation is complete. Where polygons overlap the later feature wins (file order),
+    as with ``gdal_rasterize``.
     """
 
     colormap = None
 
     def __init__(self, geometries: list[BaseGeometry], class_ids: np.ndarray,
-                 transform: Affine) -> None:
+                 transform: Affine, *, unlabelled: int = 0,
+                 aoi: list[BaseGeometry] | None = None) -> None:
         self.geometries = geometries
         self.class_ids = np.asarray(class_ids, dtype=np.uint8)
         self.transform = transform
         self.tree = STRtree(geometries)
         self.tags: dict[str, str] = {}
+        self.unlabelled = int(unlabelled)
+        self.aoi = [g for g in aoi or [] if g is not None and not g.is_empty]
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, like: rasterio.DatasetReader, *,
-                  label_field: str | None = None, layer: str | int | None = None
-                  ) -> VectorLabels:
+                  label_field: str | None = None, layer: str | int | None = None,
+                  unlabelled: int = 0, aoi: str | os.PathLike | None = None) -> VectorLabels:
         """Read the polygons of ``path`` that touch ``like`` and reproject them to its CRS."""
         geoms, ids = read_label_polygons(path, crs=like.crs, bounds=tuple(like.bounds),
                                          label_field=label_field or DEFAULT_LABEL_FIELD,
                                          layer=layer)
-        return cls(geoms, ids, like.transform)
+        aoi_geoms = None if aoi is None else read_aoi_polygons(aoi, crs=like.crs,
+                                                               bounds=tuple(like.bounds))
+        return cls(geoms, ids, like.transform, unlabelled=unlabelled, aoi=aoi_geoms)
 
     def read(self, window: Window) -> np.ndarray:
-        """Class ids under ``window`` (image pixels) as uint8; 0 where no polygon lies."""
+        """Class ids under ``window`` (image pixels) as uint8; ``unlabelled`` (0 inside the
+        AOI) where no polygon lies."""
         shape = (int(window.height), int(window.width))
         left, bottom, right, top = window_bounds(window, self.transform)
         hits = np.sort(self.tree.query(box(min(left, right), min(bottom, top),
                                            max(left, right), max(bottom, top))))
-        if not hits.size:
-            return np.zeros(shape, dtype=np.uint8)
-        shapes = ((self.geometries[i], int(self.class_ids[i])) for i in hits)
-        return rasterize(shapes, out_shape=shape, transform=window_transform(window,
-                         self.transform), fill=0, dtype="uint8")
+        out = np.full(shape, self.unlabelled, dtype=np.uint8)
+        tf = window_transform(window, self.transform)
+        if self.aoi and self.unlabelled != 0:
+            rasterize(((g, 0) for g in self.aoi), out=out, transform=tf)
+        if hits.size:
+            shapes = ((self.geometries[i], int(self.class_ids[i])) for i in hits)
+            rasterize(shapes, out=out, transform=tf)
+        return out
 
     def close(self) -> None:
         pass
@@ -254,6 +275,26 @@ def read_label_polygons(path: str | os.PathLike, *, crs: Any, bounds: tuple[floa
         raise VectorError(f"{path}: {label_field} = {ids[bad][0]:g} is not a class id; use "
                           f"integers 0..{MAX_CLASS_ID}")
     return list(df.geometry), ids.astype(np.uint8)
+
+
+def read_aoi_polygons(path: str | os.PathLike, *, crs: Any, bounds: tuple[float, ...],
+                      layer: str | int | None = None) -> list[BaseGeometry]:
+    """The (multi)polygons of an area-of-interest file that touch ``bounds``, in ``crs``."""
+    layer, info = _open_layer(path, layer)
+    left, bottom, right, top = bounds
+    vcrs, bbox = info["crs"], (min(left, right), min(bottom, top), max(left, right),
+                               max(bottom, top))
+    if crs is not None and vcrs is not None:
+        bbox = transform_bounds(crs, vcrs, *bbox, densify_pts=21)
+    df = pyogrio.read_dataframe(path, layer=layer, columns=[], bbox=bbox)
+    df = df[df.geometry.notna() & ~df.geometry.is_empty]
+    if crs is not None and vcrs is not None:
+        df = df.to_crs(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    kinds = set(df.geometry.geom_type) - {"Polygon", "MultiPolygon"}
+    if kinds:
+        raise VectorError(f"{path}: an area of interest must be polygons; found "
+                          f"{', '.join(sorted(kinds))}")
+    return list(df.geometry)
 
 
 def iter_label_strips(labels: LabelReader, grid: PatchGrid) -> Iterator[np.ndarray]:

@@ -1,0 +1,95 @@
+"""``agriseg evaluate``: score a checkpoint against labelled rasters (IoU, F1, confusion)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from agriseg.cli.options import (
+    bands_opt,
+    echo_json,
+    inference_opts,
+    json_opt,
+    overwrite_opt,
+    patch_opts,
+)
+
+
+class _PathsOption(click.Option):
+    """A repeatable option that also takes several values after one flag.
+
+    ``--images a.tif b.tif`` (what a shell glob expands to) and ``--images a.tif --images
+    b.tif`` both give ``("a.tif", "b.tif")``: values are taken until the next option.
+    """
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, multiple=True, **kw)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:  # click's parser is not public API: fall back to "multiple"
+            opt = getattr(parser, "_long_opt", {}).get(name) \
+                or getattr(parser, "_short_opt", {}).get(name)
+            if opt is None or not hasattr(opt, "process"):
+                continue
+            opt.process = self._greedy(opt.process, opt.dest)
+
+    @staticmethod
+    def _greedy(process: Any, dest: str) -> Any:
+        def greedy(value: Any, state: Any) -> None:
+            process(value, state)
+            while state.rargs and not state.rargs[0].startswith("-"):
+                state.opts[dest].append(state.rargs.pop(0))
+
+        return greedy
+
+
+@click.command("evaluate")
+@click.option("-m", "--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Checkpoint (.safetensors) with its model card [default: the model "
+                   "shipped with agriseg].")
+@click.option("--images", cls=_PathsOption, required=True, metavar="PATHS...",
+              help="Image rasters: files, folders or quoted globs.")
+@click.option("--labels", cls=_PathsOption, required=True, metavar="PATHS...",
+              help="Label rasters (255 = unknown) or polygons: one per image in the same "
+                   "order, a folder/glob matched by name (IMG_1.tif <-> IMG_1_labels.tif), or "
+                   "one file for all images.")
+@click.option("--label-field", default=None, metavar="NAME",
+              help="Integer attribute of the polygons holding the class id "
+                   "[default: class_id].")
+@click.option("-o", "--output", "out_json", type=click.Path(dir_okay=False), default=None,
+              help="Also write the metrics (overall and per image) to this JSON file.")
+@patch_opts
+@inference_opts
+@bands_opt
+@overwrite_opt
+@json_opt
+@click.pass_context
+def command(ctx: click.Context, model_path: str | None, images: tuple[str, ...],
+            labels: tuple[str, ...], label_field: str | None, out_json: str | None,
+            patch_px: int | None, overlap_px: int | None, batch_size: int, device: str,
+            blend: str, bands: list[int] | None, overwrite: bool, as_json: bool) -> None:
+    """Predict IMAGES as ``predict`` does and compare with LABELS, pixel by pixel.
+
+    Prints per-class IoU, F1, precision, recall and support, the mIoU (mean over classes
+    present in the labels or the prediction), pixel accuracy and the confusion matrix.
+    Unknown labels (255) and image no-data are not counted.
+    """
+    from agriseg.evaluate import evaluate_model  # imports torch: only when run
+    from agriseg.train.metrics import format_table
+
+    result = evaluate_model(model_path, list(images), list(labels), label_field=label_field,
+                            patch_px=patch_px, overlap_px=overlap_px, batch_size=batch_size,
+                            device=device, blend=blend, bands=bands, out_json=out_json,
+                            overwrite=overwrite, progress=not ctx.obj["quiet"])
+    if as_json:
+        echo_json(result)
+        return
+    for item in result["per_image"]:
+        miou = "-" if item["miou"] is None else f"{item['miou']:.4f}"
+        click.echo(f"{item['image']}: mIoU {miou} ({item['pixels']:,} labelled pixels)")
+    click.echo(f"\n{result['images']} image(s), model {result['model']}\n")
+    click.echo(format_table(result["overall"], result["classes"]))
+    if out_json:
+        click.echo(f"\nmetrics written to {out_json}")

@@ -1,0 +1,35 @@
+"""``agriseg train``: train a model from a YAML config, any key overridable."""
+
+from __future__ import annotations
+
+import click
+
+from agriseg.cli.options import echo_json, json_opt
+
+
+@click.command("train", context_settings={"ignore_unknown_options": False})
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Training config (YAML), e.g. configs/train/sample.yaml.")
+@click.option("--resume", is_flag=True, help="Continue the run in the config's out_dir.")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@json_opt
+@click.pass_context
+def command(ctx: click.Context, config_path: str | None, resume: bool,
+            overrides: tuple[str, ...], as_json: bool) -> None:
+    """Train a segmentation model on labelled rasters.
+
+    KEY=VALUE pairs override the config with YAML values and dotted keys, e.g.
+    `epochs=5 arch.encoder_name=resnet18 out_dir=runs/try1`. All inputs are checked before
+    training starts. Checkpoints (best.safetensors, last.safetensors), the training state,
+    config.yaml and metrics.csv/json are written to out_dir.
+    """
+    from agriseg.train.config import load_config
+    from agriseg.train.loop import train  # imports torch: only when run
+
+    cfg = load_config(config_path, list(overrides))
+    r = train(cfg, resume=resume, progress=not ctx.obj["quiet"])
+    if as_json:
+        echo_json(vars(r))
+        return
+    click.echo(f"{r.best_checkpoint}: best validation mIoU {r.best_miou:.4f} at epoch "
+               f"{r.best_epoch + 1} of {r.epochs_run}, {r.seconds / 60:.1f} min")

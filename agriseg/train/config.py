@@ -1,0 +1,134 @@
+"""Training configuration: one YAML file, every key overridable from the command line.
+
+A run is fully described by its config (and seed), which is saved beside the checkpoints, so
+``agriseg train --config run/config.yaml`` repeats it. Overrides use dotted keys with YAML
+values: ``epochs=3 arch.encoder_name=resnet18 loss.class_weights=[1,2,4]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agriseg.errors import ConfigError, InputNotFoundError
+
+
+@dataclass
+class TrainConfig:
+    images: str | list[str] = ""
+    labels: str | list[str] | None = None
+    label_field: str | None = None
+    aoi: str | None = None
+    val_images: list[str] | None = None
+    val_fraction: float = 0.25
+    seed: int = 0
+    bands: list[str] | None = None
+    classes: list[str] = field(default_factory=lambda: ["soil", "crop", "weed"])
+    colors: list[list[int]] | None = None
+    arch: dict[str, Any] = field(default_factory=lambda: {"arch": "deeplabv3plus",
+                                                          "encoder_name": "resnet18"})
+    encoder_weights: str | None = None
+    patch_px: int = 256
+    batch_size: int = 8
+    epochs: int = 20
+    windows_per_epoch: int = 256
+    class_balance: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    grad_clip: float = 1.0
+    loss: dict[str, Any] = field(default_factory=lambda: {"ce_weight": 1.0, "dice_weight": 1.0,
+                                                          "class_weights": "auto"})
+    augment: dict[str, Any] = field(default_factory=dict)
+    early_stopping: int = 8
+    max_minutes: float | None = None  # stop after the epoch that passes this wall-clock budget
+    amp: bool = True
+    device: str = "auto"
+    num_workers: int = 0
+    out_dir: str = "runs/agriseg"
+    name: str = "agriseg-model"
+    description: str = ""
+
+    def validate(self) -> None:
+        if not self.images:
+            raise ConfigError("training config needs 'images' (a folder, glob or list)")
+        for key in ("patch_px", "batch_size", "epochs", "windows_per_epoch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.class_balance <= 1:
+            raise ConfigError(f"class_balance must be in [0, 1], got {self.class_balance}")
+        if self.schedule not in ("cosine", "onecycle", "constant"):
+            raise ConfigError(f"schedule {self.schedule!r} is not one of cosine, onecycle, "
+                              "constant")
+        if len(self.classes) < 2:
+            raise ConfigError("need at least 2 classes (0 is background/soil)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config (relative paths are taken from the config's folder) and apply
+    ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputNotFoundError(f"{p}: training config not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: a training config is a mapping of keys to values")
+        data = _resolve_paths(data, p.parent)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. epochs=5)")
+        _set(data, key.strip(), yaml.safe_load(raw) if raw else None)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown training config keys {unknown}; valid: {sorted(known)}")
+    merged = _resolve_paths({**TrainConfig().to_dict(), **data}, Path.cwd())
+    cfg = TrainConfig(**merged)  # paths are absolute from here on: a saved config reruns as is
+    cfg.validate()
+    return cfg
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {} if part not in ("arch", "loss", "augment")
+                               else dict(getattr(TrainConfig(), part)))
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a mapping")
+    node[parts[-1]] = value
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    def fix(v: Any) -> Any:
+        if isinstance(v, str) and v and not Path(v).is_absolute():
+            return os.path.normpath((base / v).absolute())
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+
+    out = dict(data)
+    for key in ("images", "labels", "aoi", "encoder_weights", "out_dir"):
+        if out.get(key) is not None:
+            out[key] = fix(out[key])
+    return out
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

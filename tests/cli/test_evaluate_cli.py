@@ -1,0 +1,158 @@
+"""``agriseg evaluate`` and ``evaluate_model``: the confusion equals predict's mask vs labels."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from cli_helpers import assert_bad_input, run
+from conftest import write_raster
+
+from agriseg.evaluate import evaluate_model, pair_inputs
+from agriseg.infer.pipeline import predict_raster
+
+W, H = 130, 90
+PATCH = ("--patch-size", 64, "--overlap", 16)
+
+
+def expected_confusion(mask, labels, n=3):
+    keep = (labels != 255) & (mask != 255)
+    m = np.zeros((n, n), dtype=np.int64)
+    np.add.at(m, (labels[keep].astype(int), mask[keep].astype(int)), 1)
+    return m
+
+
+def labels_for(path, seed, unknown=0.1):
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, 3, (1, H, W)).astype(np.uint8)
+    lab[rng.random((1, H, W)) < unknown] = 255
+    return write_raster(path, lab), lab[0]
+
+
+@pytest.fixture
+def ckpt(make_checkpoint):
+    return make_checkpoint()
+
+
+@pytest.fixture
+def scene(make_raster, tmp_path):
+    """Two images (one with a no-data corner) and label rasters named after them."""
+    data = np.random.default_rng(5).integers(1, 256, (3, H, W)).astype(np.uint8)
+    data[:, :20, :30] = 0
+    img1 = make_raster("IMG_1.tif", width=W, height=H, seed=1)
+    img2 = make_raster("IMG_2.tif", data=data, nodata=0)
+    (tmp_path / "labels").mkdir()
+    lab1, arr1 = labels_for(tmp_path / "labels" / "IMG_1_labels.tif", 1)
+    lab2, arr2 = labels_for(tmp_path / "labels" / "IMG_2_labels.tif", 2)
+    return [(img1, lab1, arr1), (img2, lab2, arr2)]
+
+
+def reference(img, ckpt, labels, out):
+    predict_raster(img, ckpt, out, patch_px=64, overlap_px=16, device="cpu")
+    with rasterio.open(out) as ds:
+        mask = ds.read(1)
+    return expected_confusion(mask, labels), mask
+
+
+def test_evaluate_model_matches_predict_raster_vs_labels(scene, ckpt, tmp_path):
+    refs = [reference(img, ckpt, arr, tmp_path / f"ref{i}.tif")
+            for i, (img, _, arr) in enumerate(scene)]
+    assert (refs[1][1] == 255).sum() == 20 * 30  # image no-data is not counted
+    result = evaluate_model(ckpt, [s[0] for s in scene], [s[1] for s in scene], patch_px=64,
+                            overlap_px=16, device="cpu", batch_size=4,
+                            out_json=tmp_path / "m.json")
+    for (expected, _), item in zip(refs, result["per_image"], strict=True):
+        assert np.array_equal(item["confusion"], expected)
+    total = refs[0][0] + refs[1][0]
+    assert np.array_equal(result["overall"]["confusion"], total)
+    assert result["overall"]["pixel_accuracy"] == pytest.approx(np.trace(total) / total.sum())
+    assert result["classes"] == ["soil", "crop", "weed"]
+    on_disk = json.loads((tmp_path / "m.json").read_text(), parse_constant=_no_nan)
+    assert on_disk["overall"]["confusion"] == total.tolist()
+    assert not list(tmp_path.glob("*.part*"))
+
+
+def _no_nan(name):
+    raise AssertionError(f"{name} in JSON output")
+
+
+def test_polygon_labels_for_all_images(make_raster, ckpt, tmp_path):
+    import geopandas as gpd
+    from conftest import ORIGIN
+    from shapely.geometry import box
+
+    img = make_raster("field.tif", width=W, height=H, seed=3)
+    x0, y0 = ORIGIN  # pixel-aligned box: columns 10..49, rows 20..59 are class 2
+    poly = box(x0 + 0.10, y0 - 0.60, x0 + 0.50, y0 - 0.20)
+    gpd.GeoDataFrame({"kind": [2]}, geometry=[poly], crs="EPSG:32634").to_file(
+        tmp_path / "plants.gpkg")
+    truth = np.zeros((H, W), dtype=np.uint8)
+    truth[20:60, 10:50] = 2
+    expected, _ = reference(img, ckpt, truth, tmp_path / "ref.tif")
+    result = evaluate_model(ckpt, img, tmp_path / "plants.gpkg", label_field="kind",
+                            patch_px=64, overlap_px=16, device="cpu")
+    assert np.array_equal(result["overall"]["confusion"], expected)
+    assert result["overall"]["support"] == [W * H - 1600, 0, 1600]
+
+
+def test_pairing_by_folder_stem_and_by_order(scene, tmp_path):
+    (img1, lab1, _), (img2, lab2, _) = scene
+    by_folder = pair_inputs([img2, img1], tmp_path / "labels")
+    assert sorted(by_folder) == sorted([(img1, lab1), (img2, lab2)])
+    odd = tmp_path / "other.tif"
+    odd.write_bytes(lab2.read_bytes())
+    assert pair_inputs([img1, img2], [lab1, odd]) == [(img1, lab1), (img2, odd)]
+    assert pair_inputs([img2, img1], [lab1, lab2]) == [(img2, lab2), (img1, lab1)]
+    mosaic = tmp_path / "mosaic.tif"
+    mosaic.write_bytes(lab1.read_bytes())
+    assert pair_inputs([img1, img2], mosaic) == [(img1, mosaic), (img2, mosaic)]
+
+
+def test_cli_prints_table_and_writes_json(scene, ckpt, tmp_path):
+    out = tmp_path / "metrics.json"
+    r = run("-q", "evaluate", "-m", ckpt, "--images", scene[0][0], scene[1][0],
+            "--labels", tmp_path / "labels", "-o", out, *PATCH, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "IMG_1.tif: mIoU" in r.output and "IMG_2.tif: mIoU" in r.output
+    header = next(ln for ln in r.output.splitlines() if ln.startswith("class"))
+    assert header.split() == ["class", "IoU", "F1", "precision", "recall", "support"]
+    for word in ("soil", "crop", "weed", "mIoU", "pixel accuracy", "rows = truth"):
+        assert word in r.output
+    saved = json.loads(out.read_text(), parse_constant=_no_nan)
+    assert saved["images"] == 2 and len(saved["per_image"]) == 2
+    assert f"{saved['overall']['miou']:.4f}" in r.output
+    r = run("-q", "evaluate", "-m", ckpt, "--images", scene[0][0], "--labels", scene[0][1],
+            *PATCH, "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["per_image"][0]["labels"] == str(scene[0][1])
+
+
+def test_cli_missing_label_file(scene, ckpt, tmp_path):
+    r = run("evaluate", "-m", ckpt, "--images", scene[0][0], scene[1][0],
+            "--labels", scene[0][1], tmp_path / "nope_labels.tif")
+    assert_bad_input(r, "nope_labels.tif", "not found")
+
+
+def test_cli_mismatched_counts(scene, ckpt, tmp_path):
+    extra = tmp_path / "extra.tif"
+    extra.write_bytes(scene[0][1].read_bytes())
+    r = run("evaluate", "-m", ckpt, "--images", scene[0][0],
+            "--labels", scene[1][1], extra)
+    assert_bad_input(r, "1 image(s) but 2 label file(s)")
+    r = run("evaluate", "-m", ckpt, "--images", scene[0][0], scene[1][0],
+            "--labels", scene[0][1])  # IMG_1_labels.tif cannot also label IMG_2.tif
+    assert_bad_input(r, "2 image(s) but 1 label file(s)")
+
+
+def test_cli_no_label_for_image_in_folder(scene, ckpt, tmp_path):
+    (tmp_path / "labels" / "IMG_2_labels.tif").unlink()
+    r = run("evaluate", "-m", ckpt, "--images", scene[0][0], scene[1][0],
+            "--labels", tmp_path / "labels")
+    assert_bad_input(r, "IMG_2.tif", "no labels found")
+
+
+def test_cli_label_value_outside_model_classes(make_raster, ckpt, tmp_path):
+    img = make_raster("field.tif", width=W, height=H)
+    lab = write_raster(tmp_path / "field_labels.tif", np.full((1, H, W), 7, dtype=np.uint8))
+    r = run("-q", "evaluate", "-m", ckpt, "--images", img, "--labels", lab, *PATCH)
+    assert_bad_input(r, "field_labels.tif", "label value 7", "0 soil, 1 crop, 2 weed")

@@ -1,0 +1,35 @@
+"""Atomic outputs: whole or nothing, with ordinary permissions."""
+
+import os
+import stat
+
+import pytest
+
+from agriseg.errors import OutputError
+from agriseg.outputs import atomic_dir, atomic_output
+
+
+def test_atomic_output_replaces_only_on_success(tmp_path):
+    target = tmp_path / "a.txt"
+    with pytest.raises(ValueError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise ValueError("boom")
+    assert not target.exists() and os.listdir(tmp_path) == []
+    with atomic_output(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole"
+    with pytest.raises(OutputError, match="--overwrite"), atomic_output(target):
+        pass
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "f.bin") as tmp:
+            tmp.write_bytes(b"x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

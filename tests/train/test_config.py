@@ -1,0 +1,37 @@
+import pytest
+
+from agriseg.errors import ConfigError, InputNotFoundError
+from agriseg.train.config import TrainConfig, load_config, save_config
+
+
+def test_yaml_and_overrides(tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text("images: imgs\nlabels: labs\nepochs: 3\narch:\n  arch: unet\n"
+                        "  encoder_name: resnet18\n")
+    cfg = load_config(cfg_path, ["epochs=5", "arch.encoder_depth=3", "loss.dice_weight=0.5",
+                                 "classes=[soil, crop]", "val_images=[a.tif]"])
+    assert cfg.epochs == 5 and cfg.classes == ["soil", "crop"]
+    assert cfg.arch == {"arch": "unet", "encoder_name": "resnet18", "encoder_depth": 3}
+    assert cfg.loss["dice_weight"] == 0.5 and cfg.loss["ce_weight"] == 1.0
+    assert cfg.images == str(tmp_path / "imgs")  # relative to the config file
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["epochz=3"], "unknown training config keys"),
+    (["epochs"], "not key=value"),
+    (["epochs=0"], "epochs must be >= 1"),
+    (["schedule=linear"], "schedule"),
+    (["val_fraction=1.5"], "val_fraction"),
+])
+def test_bad_configs_are_explained(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, ["images=x", *overrides])
+
+
+def test_missing_config_and_images(tmp_path):
+    with pytest.raises(InputNotFoundError):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="images"):
+        TrainConfig().validate()

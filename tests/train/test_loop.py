@@ -1,0 +1,107 @@
+"""Training end to end on tiny, clearly learnable data; resume; the shipped default model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import write_raster
+from safetensors.torch import load_file
+
+from agriseg.models.checkpoint import load_checkpoint, read_card
+from agriseg.train.config import load_config
+from agriseg.train.loop import train
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_tiles"
+TINY_ARCH = "{arch: unet, encoder_name: resnet18, encoder_depth: 3, decoder_channels: [16, 8, 8]}"
+
+
+def squares_field(path, label_path, seed, size=96):
+    """Bright squares (class 1) and dark discs (class 2) on textured soil (class 0)."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(110, 12, (3, size, size))
+    lab = np.zeros((size, size), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for _ in range(6):
+        y, x = rng.integers(0, size - 14, 2)
+        img[:, y:y + 12, x:x + 12] = rng.normal(220, 8, (3, 12, 12))
+        lab[y:y + 12, x:x + 12] = 1
+        cy, cx = rng.integers(6, size - 6, 2)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 25
+        img[:, disc] = rng.normal(30, 5, (3, int(disc.sum())))
+        lab[disc] = 2
+    write_raster(path, np.clip(img, 0, 255).astype(np.uint8),
+                 descriptions=("red", "green", "blue"))
+    write_raster(label_path, lab[None], nodata=255)
+
+
+@pytest.fixture
+def squares(tmp_path):
+    for i in range(3):
+        squares_field(tmp_path / f"f{i}.tif", tmp_path / f"f{i}_labels.tif", seed=i)
+    return tmp_path
+
+
+def config(folder, out, *extra):
+    return load_config(None, [f"images={folder}/f?.tif", f"labels={folder}", "val_images=[f2.tif]",
+                              f"arch={TINY_ARCH}", "patch_px=64", "batch_size=4",
+                              "windows_per_epoch=32", "lr=0.01", "early_stopping=0",
+                              f"out_dir={out}", *extra])
+
+
+def test_short_training_learns_a_clear_task(squares, tmp_path):
+    r = train(config(squares, tmp_path / "run", "epochs=6"))
+    losses = [h["loss"] for h in r.history]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert r.best_miou > 0.6, r.history  # chance for 3 classes is far below
+    model, card = load_checkpoint(r.best_checkpoint)
+    assert card.classes == ("soil", "crop", "weed") and card.bands == ("red", "green", "blue")
+    assert card.metrics["val_miou"] == pytest.approx(r.best_miou)
+    assert 100 < card.normalization.mean[0] < 140  # statistics of the training rasters
+    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(rows) == 6 and (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_resume_equals_an_uninterrupted_run(squares, tmp_path):
+    train(config(squares, tmp_path / "a", "epochs=2"))
+    train(config(squares, tmp_path / "b", "epochs=2"), stop_after=1)
+    train(config(squares, tmp_path / "b", "epochs=2"), resume=True)
+    a, b = (load_file(str(tmp_path / d / "last.safetensors")) for d in "ab")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k].numpy(), b[k].numpy()), k
+
+
+def test_bad_training_inputs_fail_before_training(squares, tmp_path):
+    from agriseg.errors import AgrisegError
+
+    with pytest.raises(AgrisegError, match="class"):
+        train(config(squares, tmp_path / "x", "classes=[soil, crop]"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_default_model_ships_with_the_package():
+    from agriseg.models.default import default_checkpoint
+
+    path = default_checkpoint()
+    assert path.stat().st_size <= 10 * 2**20
+    card = read_card(path)
+    assert card.classes == ("soil", "crop", "weed") and card.dtype == "uint8"
+    model, _ = load_checkpoint(path)
+    assert sum(p.numel() for p in model.parameters()) < 2.5e6
+
+
+def test_default_model_maps_a_sample_tile_well(tmp_path):
+    """`agriseg map` without --model, on the sample tile held out from its training."""
+    from agriseg.fieldmap import map_field
+    from agriseg.train.metrics import ConfusionMatrix
+
+    r = map_field(SAMPLES / "field_small.tif", tmp_path / "out")
+    assert r.summary["model"]["name"] == "agriseg-default"
+    with rasterio.open(tmp_path / "out" / "mask.tif") as m, \
+            rasterio.open(SAMPLES / "field_small_labels.tif") as t:
+        cm = ConfusionMatrix(3)
+        cm.update(m.read(1), t.read(1))
+    assert cm.compute()["miou"] > 0.6
+    assert (tmp_path / "out" / "preview.png").exists()
