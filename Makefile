@@ -22,12 +22,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check agriseg tests bench
 
 demo: $(STAMP)
-	mkdir -p /tmp/agriseg-demo
-	$(BIN)/agriseg info sample_tiles/field_rgbn.tif
-	$(BIN)/agriseg tile sample_tiles/field_rgb.tif -o /tmp/agriseg-demo/tiles --overwrite \
-		--patch-size 256 --labels sample_tiles/field_rgb_labels.gpkg
-	$(BIN)/agriseg vectorize sample_tiles/field_rgb_labels.tif -o /tmp/agriseg-demo/fields.gpkg \
-		--overwrite --min-area 0.0005 --fill-holes 0.0005 --simplify 0.005
+	$(BIN)/agriseg map sample_tiles/field_small.tif -o demo-output --overwrite \
+		--min-area 0.0005 --fill-holes 0.0005
+	@echo "Outputs in demo-output/: mask.tif, confidence.tif (COGs), fields.gpkg, summary.json,"
+	@echo "preview.png (class map over the image), README.txt. Model: the default one shipped"
+	@echo "in agriseg/models/default (pass --model CKPT for your own)."
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

@@ -34,8 +34,18 @@ class ArchSpec:
     uses_encoder: bool = True
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+def is_weights_file(weights: str | os.PathLike) -> bool:
+    """A local file (by suffix or existence), as opposed to an smp weight name like imagenet."""
+    p = Path(weights)
+    return p.suffix.lower() in WEIGHT_SUFFIXES or p.exists() or os.sep in str(weights)
+
+
 def _smp_builder(class_name: str) -> Callable[..., nn.Module]:
-    def build(encoder_name: str, in_channels: int, classes: int, **kw: Any) -> nn.Module:
+    def build(encoder_name: str, in_channels: int, classes: int,
+              smp_weights: str | None = None, **kw: Any) -> nn.Module:
         import segmentation_models_pytorch as smp
 
         cls = getattr(smp, class_name)
@@ -45,8 +55,8 @@ def _smp_builder(class_name: str) -> Callable[..., nn.Module]:
         unknown = sorted(set(kw) - known)
         if unknown:
             raise TypeError(f"unexpected options {unknown}; valid: {', '.join(sorted(known))}")
-        return cls(encoder_name=encoder_name, encoder_weights=None, in_channels=in_channels,
-                   classes=classes, **kw)
+        return cls(encoder_name=encoder_name, encoder_weights=smp_weights,
+                   in_channels=in_channels, classes=classes, **kw)
     return build
 
 
@@ -96,7 +106,9 @@ def create_model(arch: str = DEFAULT_ARCH, encoder_name: str = DEFAULT_ENCODER,
     """Build a segmentation model; extra keyword arguments go to the architecture.
 
     ``encoder_weights`` may name a local state-dict file (``.safetensors``, or a ``.pt``/``.pth``
-    loaded with ``weights_only=True``) for the encoder; nothing is downloaded.
+    loaded with ``weights_only=True``) for the encoder, or an smp weight name such as
+    ``imagenet``, which smp downloads where the network allows it (agriseg's tests, demo and
+    default model never do).
     """
     key = arch.lower().replace("_", "").replace("-", "")
     spec = ARCHITECTURES.get(key)
@@ -107,6 +119,9 @@ def create_model(arch: str = DEFAULT_ARCH, encoder_name: str = DEFAULT_ENCODER,
     if spec.uses_encoder and not encoder_name.startswith("tu-") \
             and encoder_name not in list_encoders():
         raise _unknown("encoder", encoder_name, list_encoders())
+    named = encoder_weights is not None and not is_weights_file(encoder_weights)
+    if named and spec.uses_encoder:
+        kw["smp_weights"] = str(encoder_weights)
     try:
         model = spec.build(encoder_name=encoder_name, in_channels=in_channels, classes=classes,
                            **kw)
@@ -114,7 +129,7 @@ def create_model(arch: str = DEFAULT_ARCH, encoder_name: str = DEFAULT_ENCODER,
         raise ConfigError(f"invalid option for architecture {key!r}: {e}") from None
     except (ValueError, AssertionError) as e:
         raise ConfigError(f"cannot build {key!r} with encoder {encoder_name!r}: {e}") from None
-    if encoder_weights is not None:
+    if encoder_weights is not None and not named:
         load_encoder_weights(model, encoder_weights)
     return model
 

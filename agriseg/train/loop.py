@@ -101,6 +101,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = No
     else:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
+        (out / "split.json").write_text(json.dumps(
+            {"train": [str(s.image) for s in setup["train"]],
+             "validation": [str(s.image) for s in setup["val"]]}, indent=2))
     since_best = 0 if not history else history[-1]["epoch"] - best["epoch"]
     end = cfg.epochs if stop_after is None else min(cfg.epochs, start + stop_after)
     for epoch in range(start, end):

@@ -103,3 +103,22 @@ def test_local_encoder_weights_are_loaded_and_checked(tmp_path):
         torch.testing.assert_close(model.encoder.state_dict()[k], v)
     with pytest.raises(Exception, match="do not fit"):
         create_model("fpn", "resnet18", encoder_weights=path, in_channels=4, classes=2)
+
+
+def test_named_encoder_weights_go_to_smp(monkeypatch):
+    """`imagenet` is smp's to download (never in tests): check it is handed over, not opened."""
+    import segmentation_models_pytorch as smp
+
+    seen = {}
+    real = smp.FPN
+
+    def fake(**kw):
+        seen.update(kw)
+        return real(**{**kw, "encoder_weights": None})
+
+    monkeypatch.setattr(smp, "FPN", fake)
+    monkeypatch.setattr(smp.FPN, "__init__", real.__init__, raising=False)
+    create_model("fpn", "resnet18", encoder_weights="imagenet", in_channels=3, classes=2)
+    assert seen["encoder_weights"] == "imagenet"
+    with pytest.raises(Exception, match="not found"):
+        create_model("fpn", "resnet18", encoder_weights="weights/enc.safetensors")
