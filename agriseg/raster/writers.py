@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -121,10 +120,3 @@ def class_tags(classes: Sequence[str], colors: Sequence[Sequence[int]]) -> dict[
             "class_colors": json.dumps([list(map(int, c)) for c in colors])}
     tags.update({f"CLASS_{i}": name for i, name in enumerate(classes)})
     return tags
-
-
-def read_classes(path: str | os.PathLike) -> list[str] | None:
-    """Class names stored by :func:`class_tags`, or None."""
-    with rasterio.open(Path(path)) as ds:
-        raw = ds.tags().get("classes")
-    return json.loads(raw) if raw else None
