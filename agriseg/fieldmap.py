@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from agriseg import __version__
+from agriseg.errors import ModelMismatchError
 from agriseg.infer.pipeline import PredictResult, predict_raster
 from agriseg.models.checkpoint import read_card
 from agriseg.models.default import model_or_default
 from agriseg.outputs import atomic_dir
-from agriseg.raster.io import band_names, open_raster, pixel_size_m
+from agriseg.raster.io import open_raster, pixel_size_m, select_bands
 from agriseg.raster.preview import render_preview
 from agriseg.vector.export import FORMATS, format_for
 from agriseg.vector.vectorize import VectorizeResult, vectorize_mask
@@ -112,12 +113,13 @@ def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult
 
 
 def _rgb_bands(raster, bands) -> list[int]:
-    """Bands to show in the preview: red/green/blue by name, else the model's first three."""
+    """Bands to show in the preview: red/green/blue as the models match them, else the first
+    three the model took."""
     with open_raster(raster) as src:
-        names = band_names(src)
-    if all(n in names for n in ("red", "green", "blue")):
-        return [names.index(n) + 1 for n in ("red", "green", "blue")]
-    return list(bands or [1, 2, 3])[:3]
+        try:
+            return select_bands(src, ("red", "green", "blue"))
+        except ModelMismatchError:
+            return list(bands or [1, 2, 3])[:3]
 
 
 def _input_identity(raster) -> dict[str, Any]:

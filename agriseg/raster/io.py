@@ -71,6 +71,15 @@ def alpha_band(src: rasterio.DatasetReader) -> int | None:
     return None
 
 
+def check_band_indexes(src: rasterio.DatasetReader, bands: Sequence[int]) -> list[int]:
+    """``bands`` (1-based) as a list, or an error naming the first that does not exist."""
+    bad = [b for b in bands if not 1 <= b <= src.count]
+    if bad:
+        raise ModelMismatchError(f"{src.name}: band {bad[0]} does not exist (raster has bands "
+                                 f"1..{src.count})")
+    return list(bands)
+
+
 def select_bands(src: rasterio.DatasetReader, wanted: Sequence[str],
                  bands: Sequence[int] | None = None) -> list[int]:
     """1-based band indexes, in the model's order, for a model that takes ``wanted`` bands.
@@ -80,10 +89,7 @@ def select_bands(src: rasterio.DatasetReader, wanted: Sequence[str],
     """
     name = src.name
     if bands:
-        bad = [b for b in bands if not 1 <= b <= src.count]
-        if bad:
-            raise ModelMismatchError(f"{name}: band {bad[0]} does not exist (raster has "
-                                     f"bands 1..{src.count})")
+        check_band_indexes(src, bands)
         if len(bands) != len(wanted):
             raise ModelMismatchError(f"{name}: {len(bands)} bands selected but the model takes "
                                      f"{len(wanted)} ({', '.join(wanted)})")

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from agriseg.errors import ConfigError
 from agriseg.outputs import atomic_dir
 from agriseg.raster.grid import PatchGrid, default_overlap, make_grid
-from agriseg.raster.io import MaskSource, open_raster
+from agriseg.raster.io import MaskSource, check_band_indexes, open_raster
 from agriseg.raster.labels import LABEL_NODATA, LabelReader, iter_label_strips, open_labels
 from agriseg.raster.reader import StripReader, cut_patch
 
@@ -103,13 +103,7 @@ def cut_tiles(raster: str | os.PathLike, out_dir: str | os.PathLike, *, patch_px
 
 
 def _band_indexes(src: rasterio.DatasetReader, bands: Sequence[int] | None) -> list[int]:
-    if not bands:
-        return list(range(1, src.count + 1))
-    bad = [b for b in bands if not 1 <= b <= src.count]
-    if bad:
-        raise ConfigError(f"{src.name}: band {bad[0]} does not exist (raster has bands "
-                          f"1..{src.count})")
-    return list(bands)
+    return check_band_indexes(src, bands) if bands else list(range(1, src.count + 1))
 
 
 def _write_patches(src: rasterio.DatasetReader, indexes: list[int], grid: PatchGrid,

@@ -27,8 +27,9 @@ from agriseg.infer.devices import resolve_device
 from agriseg.models.card import ModelCard
 from agriseg.models.checkpoint import save_checkpoint
 from agriseg.models.registry import create_model
-from agriseg.raster.io import alpha_band, band_names, open_raster
+from agriseg.raster.io import band_names, open_raster
 from agriseg.train.augment import Augment
+from agriseg.train.checks import image_bands
 from agriseg.train.config import TrainConfig, save_config
 from agriseg.train.data import (
     FixedWindows,
@@ -144,8 +145,8 @@ def _prepare(cfg: TrainConfig) -> dict[str, Any]:
     train_s, val_s = split_samples(samples, val_fraction=cfg.val_fraction,
                                    val_images=cfg.val_images, seed=cfg.seed)
     with open_raster(train_s[0].image) as src:
-        alpha = alpha_band(src)
-        bands = list(cfg.bands or [n for i, n in enumerate(band_names(src), 1) if i != alpha])
+        names = band_names(src)
+        bands = list(cfg.bands or [names[i - 1] for i in image_bands(src, None)])
         dtype, pixel = src.dtypes[0], abs(src.transform.a) if src.crs else None
     validate_samples(samples, bands=bands, num_classes=len(cfg.classes),
                      label_field=cfg.label_field)

@@ -16,6 +16,8 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
+from agriseg.vector.attributes import metres_per_unit
+
 log = logging.getLogger("agriseg")
 
 
@@ -28,8 +30,7 @@ def tolerance_in_crs_units(tolerance_m: float, crs: CRS | None, geoms: np.ndarra
         _, ymin, _, ymax = shapely.total_bounds(geoms)
         lat = np.radians((ymin + ymax) / 2)
         return tolerance_m / (111_320.0 * max(np.cos(lat), 1e-6))
-    factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    return tolerance_m / factor
+    return tolerance_m / metres_per_unit(crs)
 
 
 def simplify_coverage(geoms: np.ndarray, tolerance_m: float, crs: CRS | None) -> np.ndarray:

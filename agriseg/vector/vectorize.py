@@ -108,10 +108,10 @@ class _Stats:
 
     def add(self, gdf: gpd.GeoDataFrame) -> None:
         self.polygons += len(gdf)
-        for name, n in gdf.groupby("class_name").size().items():
+        per_class = gdf.groupby("class_name")["area_m2"].agg(["size", "sum"])
+        for name, (n, area) in per_class.iterrows():
             self.count[name] = self.count.get(name, 0) + int(n)
-        for name, a in gdf.groupby("class_name")["area_m2"].sum().items():
-            self.area[name] = self.area.get(name, 0.0) + float(a)
+            self.area[name] = self.area.get(name, 0.0) + float(area)
 
 
 def _chunked(batches: Iterator[Regions], limit: int | None) -> Iterator[Regions]:
