@@ -39,3 +39,9 @@ class OutputError(AgrisegError, OSError):
 
 class VectorError(AgrisegError, ValueError):
     """A vector file is unreadable or lacks what is needed (layer, class attribute)."""
+
+
+def first_line(error: BaseException, default: str = "no details") -> str:
+    """The first line of an exception's message: GDAL, OGR and HTTP errors run on for pages."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else default

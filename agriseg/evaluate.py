@@ -23,61 +23,19 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from agriseg.errors import ConfigError, InputNotFoundError, RasterError
+from agriseg.errors import RasterError
 from agriseg.models.card import ModelCard
 from agriseg.outputs import atomic_output, check_output
-from agriseg.raster.labels import LABEL_NODATA, LabelReader, is_vector_path, open_labels
+from agriseg.raster.labels import LABEL_NODATA, LabelReader, open_labels
 from agriseg.train.metrics import ConfusionMatrix
-from agriseg.train.samples import PathsArg, label_key, pair_samples
+from agriseg.train.samples import PathsArg, pair_samples
 
 log = logging.getLogger("agriseg")
 
 
-def _is_glob(path: str | os.PathLike) -> bool:
-    return any(c in str(path) for c in "*?[")
-
-
 def pair_inputs(images: PathsArg, labels: PathsArg) -> list[tuple[Path, Path]]:
-    """``(image, labels)`` pairs from lists, folders or globs.
-
-    Folders and globs are matched by file stem (``IMG_1.tif`` with ``IMG_1_labels.tif``,
-    ``IMG_1.gpkg`` or ``IMG_1.tif`` in a labels folder); one label file (polygons, or a label
-    mosaic) serves every image. Two lists of files are matched by stem when every image finds
-    its labels that way, else paired in order, which needs as many label files as images. A
-    single label raster named after one of several images is a count mismatch, not a mosaic.
-    """
-    img_items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    lab_items = [labels] if isinstance(labels, (str, os.PathLike)) else list(labels)
-    if not img_items or not lab_items:
-        raise ConfigError("give at least one image and one label file")
-    explicit = all(not _is_glob(p) and not Path(p).is_dir() for p in img_items + lab_items)
-    if not explicit:
-        single = lab_items[0] if len(lab_items) == 1 else lab_items
-        return [(s.image, s.labels) for s in pair_samples(img_items, single)]
-    for p, what in [(p, "image") for p in img_items] + [(p, "label") for p in lab_items]:
-        if not Path(p).is_file():
-            raise InputNotFoundError(f"{p}: {what} file not found")
-    if len(lab_items) == 1:
-        lab = Path(lab_items[0])
-        if len(img_items) > 1 and not is_vector_path(lab) \
-                and label_key(lab) in {Path(i).stem for i in img_items}:
-            raise _count_error(img_items, lab_items)
-        return [(Path(i), lab) for i in img_items]
-    try:
-        pairs = [(s.image, s.labels) for s in pair_samples(img_items, lab_items)]
-        if len(pairs) == len(img_items):
-            return pairs
-    except ConfigError:
-        pass
-    if len(img_items) != len(lab_items):
-        raise _count_error(img_items, lab_items)
-    return [(Path(i), Path(lab)) for i, lab in zip(img_items, lab_items, strict=True)]
-
-
-def _count_error(images: list, labels: list) -> ConfigError:
-    return ConfigError(f"{len(images)} image(s) but {len(labels)} label file(s), and their names "
-                       f"do not match; give one label file per image (same order), label files "
-                       f"named <image>_labels.tif, or one polygon file for all")
+    """``(image, labels)`` pairs by :func:`~agriseg.train.samples.pair_samples`'s rule."""
+    return [(s.image, s.labels) for s in pair_samples(images, labels)]
 
 
 def evaluate_model(model: str | os.PathLike | None, images: PathsArg, labels: PathsArg, *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agriseg import __version__
-from agriseg.errors import ModelMismatchError
+from agriseg.errors import ModelMismatchError, first_line
 from agriseg.infer.pipeline import PredictResult, predict_raster
 from agriseg.models.checkpoint import read_card
 from agriseg.models.default import model_or_default
@@ -34,6 +35,8 @@ CONFIDENCE_NAME = "confidence.tif"
 SUMMARY_NAME = "summary.json"
 README_NAME = "README.txt"
 PREVIEW_NAME = "preview.png"
+
+log = logging.getLogger("agriseg")
 
 
 @dataclass
@@ -71,17 +74,31 @@ def map_field(raster: str | os.PathLike, out_dir: str | os.PathLike, *,
                       batch_size=batch_size, device=device, blend=blend, bands=bands,
                       classes=classes, min_area_m2=min_area_m2, fill_holes_m2=fill_holes_m2,
                       simplify_m=simplify_m, connectivity=connectivity, crs=crs, format=fmt)
+        preview = _try_preview(raster, tmp, card, bands, pred.warnings)
         summary = build_summary(raster, model, card, pred, vec, params,
-                                polygons_name, time.perf_counter() - t0)
-        render_preview(raster, tmp / MASK_NAME, tmp / PREVIEW_NAME, colors=card.colors,
-                       rgb_bands=_rgb_bands(raster, bands))
+                                polygons_name, time.perf_counter() - t0, preview)
         (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
-        (tmp / README_NAME).write_text(folder_readme(polygons_name, vec.format))
+        (tmp / README_NAME).write_text(folder_readme(polygons_name, vec.format, preview))
     return MapResult(out_dir=Path(out_dir), summary=summary)
 
 
+def _try_preview(raster, folder: Path, card, bands, warnings: list[str]) -> bool:
+    """Render the preview; a failure is a warning (added to ``warnings``), never the job's end:
+    the mask and polygons are what the user came for."""
+    try:
+        render_preview(raster, folder / MASK_NAME, folder / PREVIEW_NAME, colors=card.colors,
+                       rgb_bands=_rgb_bands(raster, bands))
+    except Exception as e:  # noqa: BLE001 - any failure here must not cost the map
+        msg = f"preview not written: {type(e).__name__}: {first_line(e)}"
+        log.warning("%s: %s", raster, msg)
+        warnings.append(msg)
+        return False
+    return True
+
+
 def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult,
-                  params: dict[str, Any], polygons_name: str, seconds: float) -> dict[str, Any]:
+                  params: dict[str, Any], polygons_name: str, seconds: float,
+                  preview: bool = True) -> dict[str, Any]:
     """Everything a person or a script needs to trust and compare a field map."""
     per_class = {}
     for cid, name in enumerate(card.classes):
@@ -100,7 +117,7 @@ def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult
         "parameters": params,
         "outputs": {"mask": MASK_NAME, "confidence": CONFIDENCE_NAME,
                     "polygons": polygons_name, "summary": SUMMARY_NAME,
-                    "preview": PREVIEW_NAME},
+                    **({"preview": PREVIEW_NAME} if preview else {})},
         "classes": per_class,
         "polygons": vec.polygons,
         "vegetated_area_ha": vegetated / 10_000.0,
@@ -143,8 +160,8 @@ def _model_identity(model, card) -> dict[str, Any]:
             "trained_with": card.agriseg_version, "metrics": card.metrics}
 
 
-def folder_readme(polygons_name: str, fmt: str) -> str:
-    return f"""agriseg field map ({__version__})
+def folder_readme(polygons_name: str, fmt: str, preview: bool = True) -> str:
+    text = f"""agriseg field map ({__version__})
 
 {MASK_NAME}        class mask, Cloud-Optimized GeoTIFF, uint8 class ids (see its colour table
                 and CLASS_<id> tags), 255 = no data; same grid and CRS as the input raster
@@ -154,5 +171,8 @@ def folder_readme(polygons_name: str, fmt: str) -> str:
                 CRSs), mean_conf (mean of {CONFIDENCE_NAME} inside), source (input raster)
 {SUMMARY_NAME}     per-class areas (ha) and polygon counts, weed share of the vegetated
                 area, input and model identity (sha256), parameters, timings
-{PREVIEW_NAME}      quick look: the class map over the image (crop, weed... tinted)
 """
+    if preview:
+        text += (f"{PREVIEW_NAME}      quick look: the class map over the image (crop, "
+                 "weed... tinted)\n")
+    return text

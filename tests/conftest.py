@@ -15,6 +15,20 @@ from agriseg.models.card import ModelCard, Normalization
 from agriseg.models.checkpoint import save_checkpoint
 from agriseg.models.registry import create_model
 
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """Undo what a CLI test's logging set-up did, so ``caplog`` sees agriseg's records."""
+    import logging
+
+    yield
+    for name in ("agriseg", "rasterio"):
+        log = logging.getLogger(name)
+        log.handlers.clear()
+        log.propagate = True
+        log.setLevel(logging.NOTSET)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "carrot-weed"
 CRS = "EPSG:32634"
 ORIGIN = (500000.0, 4650000.0)

@@ -3,8 +3,9 @@
 One factory with one parameter vocabulary (``arch, encoder_name, encoder_weights, in_channels,
 classes``) so a model card's ``arch`` dict is enough to rebuild the network. The multiscale
 context decoders come from segmentation-models-pytorch: DeepLabV3+ (ASPP, the default), PSPNet
-(pyramid pooling), UPerNet (PPM + FPN), FPN and U-Net. Encoders are never downloaded here:
-``encoder_weights`` is ``None`` or a local weights file.
+(pyramid pooling), UPerNet (PPM + FPN), FPN and U-Net. ``encoder_weights`` is ``None`` (random
+initialization: tests, the demo and the default model), a local weights file, or an smp weight
+name such as ``imagenet``, which smp downloads (see :mod:`agriseg.models.encoder_weights`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from agriseg.errors import CheckpointError, ConfigError, InputNotFoundError
+from agriseg.errors import CheckpointError, ConfigError, first_line
+from agriseg.models.encoder_weights import is_weights_file, load_encoder_weights
 
 DEFAULT_ARCH = "deeplabv3plus"
 DEFAULT_ENCODER = "resnet34"
@@ -32,15 +32,6 @@ class ArchSpec:
     description: str
     build: Callable[..., nn.Module]
     uses_encoder: bool = True
-
-
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-
-
-def is_weights_file(weights: str | os.PathLike) -> bool:
-    """A local file (by suffix or existence), as opposed to an smp weight name like imagenet."""
-    p = Path(weights)
-    return p.suffix.lower() in WEIGHT_SUFFIXES or p.exists() or os.sep in str(weights)
 
 
 def _smp_builder(class_name: str) -> Callable[..., nn.Module]:
@@ -129,6 +120,18 @@ def create_model(arch: str = DEFAULT_ARCH, encoder_name: str = DEFAULT_ENCODER,
         raise ConfigError(f"invalid option for architecture {key!r}: {e}") from None
     except (ValueError, AssertionError) as e:
         raise ConfigError(f"cannot build {key!r} with encoder {encoder_name!r}: {e}") from None
+    except KeyError as e:
+        if not named:
+            raise
+        raise ConfigError(f"encoder weights {str(encoder_weights)!r}: {e.args[0] if e.args else e}"
+                          "; or name a local weights file") from None
+    except OSError as e:
+        if not named:
+            raise
+        raise CheckpointError(
+            f"cannot fetch {str(encoder_weights)!r} weights for encoder {encoder_name!r} "
+            f"({first_line(e)}); smp downloads named weights, which needs the internet: "
+            "download them once and pass the local file as encoder_weights") from None
     if encoder_weights is not None and not named:
         load_encoder_weights(model, encoder_weights)
     return model
@@ -150,32 +153,3 @@ def input_divisor(model: nn.Module) -> int:
         # even where smp would interpolate odd sizes, aligned patches keep features aligned
         return int(encoder.output_stride)
     return int(getattr(model, "input_divisor", 1))
-
-
-def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a local encoder state dict, refusing tensors whose shapes do not fit."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"{path}: encoder weights file not found (agriseg never "
-                                 "downloads weights; name a local .safetensors or .pth file)")
-    encoder = getattr(model, "encoder", None)
-    if encoder is None:
-        raise ConfigError("this architecture has no encoder to load weights into")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or pickled code: both are the user's file, not our bug
-        raise CheckpointError(f"{path}: cannot read encoder weights: {e}") from None
-    own = encoder.state_dict()
-    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-           for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
-        raise CheckpointError(f"{path}: encoder weights do not fit ({len(bad)} tensors), "
-                              f"e.g. {bad[0]}")
-    missing = [k for k in own if k not in state]
-    if len(missing) == len(own):
-        raise CheckpointError(f"{path}: no tensor names match this encoder")
-    encoder.load_state_dict(state, strict=False)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from agriseg.errors import ConfigError, InputNotFoundError
+from agriseg.models.encoder_weights import is_weights_file
 
 
 @dataclass
@@ -116,6 +117,8 @@ def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths taken from ``base``; ``encoder_weights`` only when it names a file (a
+    weight name such as ``imagenet`` is smp's, not a path)."""
     def fix(v: Any) -> Any:
         if isinstance(v, str) and v and not Path(v).is_absolute():
             return os.path.normpath((base / v).absolute())
@@ -125,8 +128,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
     out = dict(data)
     for key in ("images", "labels", "aoi", "encoder_weights", "out_dir"):
-        if out.get(key) is not None:
-            out[key] = fix(out[key])
+        value = out.get(key)
+        if value is None or (key == "encoder_weights" and not is_weights_file(value, base)):
+            continue
+        out[key] = fix(value)
     return out
 
 

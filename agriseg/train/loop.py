@@ -27,7 +27,7 @@ from agriseg.infer.devices import resolve_device
 from agriseg.models.card import ModelCard
 from agriseg.models.checkpoint import save_checkpoint
 from agriseg.models.registry import create_model
-from agriseg.raster.io import band_names, open_raster
+from agriseg.raster.io import band_names, open_raster, pixel_size_m
 from agriseg.train.augment import Augment
 from agriseg.train.checks import image_bands
 from agriseg.train.config import TrainConfig, save_config
@@ -147,7 +147,7 @@ def _prepare(cfg: TrainConfig) -> dict[str, Any]:
     with open_raster(train_s[0].image) as src:
         names = band_names(src)
         bands = list(cfg.bands or [names[i - 1] for i in image_bands(src, None)])
-        dtype, pixel = src.dtypes[0], abs(src.transform.a) if src.crs else None
+        dtype, pixel = src.dtypes[0], pixel_size_m(src)
     validate_samples(samples, bands=bands, num_classes=len(cfg.classes),
                      label_field=cfg.label_field)
     norm = band_statistics(train_s, bands, seed=cfg.seed)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agriseg.errors import ConfigError, InputNotFoundError
-from agriseg.raster.labels import VECTOR_SUFFIXES
+from agriseg.raster.labels import VECTOR_SUFFIXES, is_vector_path
 
 log = logging.getLogger("agriseg")
 
@@ -87,12 +87,19 @@ def _is_label_file(path: Path) -> bool:
 
 def pair_samples(images: PathsArg, labels: PathsArg | None, *, label_field: str | None = None,
                  aoi: str | os.PathLike | None = None) -> list[Sample]:
-    """Pair every image with its labels by file stem; one :class:`Sample` per image.
+    """Pair every image with its labels by file name; one :class:`Sample` per image.
 
-    ``images`` is a folder (its GeoTIFFs, minus files named like labels), a glob, or a list.
-    ``labels`` is a folder/glob/list matched by stem, a single file covering all images (a
-    polygon layer or a mosaic label raster), or None to look beside each image for
-    ``<stem>_labels.tif`` / ``<stem>.gpkg``. An image without labels is a ConfigError naming it.
+    The one pairing rule of agriseg, used by training and evaluation alike:
+
+    * ``images`` is a folder (its GeoTIFFs, minus files named like labels), a glob, or a list.
+    * ``labels`` None: look beside each image for ``<stem>_labels.tif`` / ``<stem>.gpkg``...
+    * ``labels`` one file: it covers every image (a polygon layer or a label mosaic), unless it
+      is a label raster named after one image of several, which is a count mismatch.
+    * ``labels`` a folder, glob or list: each image takes the one label file whose name minus
+      ``_labels``/``_label``/``_mask``/``_gt`` is the image's stem. Two candidates for one image
+      are an error (never a guess), and so is an image without labels while others have them.
+    * Only when *no* label file names any image, and both are lists of files of equal length,
+      are they paired in the order given, with a warning saying so.
     """
     image_paths = [p for p in _expand(images, "image", IMAGE_SUFFIXES) if not _is_label_file(p)]
     if not image_paths:
@@ -100,31 +107,64 @@ def pair_samples(images: PathsArg, labels: PathsArg | None, *, label_field: str 
     aoi_path = Path(aoi) if aoi is not None else None
     if aoi_path is not None and not aoi_path.is_file():
         raise InputNotFoundError(f"{aoi}: area-of-interest file not found")
-    single = isinstance(labels, (str, os.PathLike)) and not _is_glob(str(labels)) \
-        and Path(labels).is_file()
-    if single:
-        return [Sample(p, Path(labels), label_field, aoi_path) for p in image_paths]
-    if labels is None:
+    label_items = None if labels is None else _items(labels)
+    if label_items is not None and len(label_items) == 1 and _is_plain_file(label_items[0]):
+        single = Path(label_items[0])
+        if len(image_paths) > 1 and not is_vector_path(single) \
+                and label_key(single) in {p.stem for p in image_paths}:
+            raise _count_error(image_paths, label_items)
+        return [Sample(p, single, label_field, aoi_path) for p in image_paths]
+    if label_items is None:
         candidates = [q for p in image_paths for q in sorted(p.parent.iterdir()) if q.is_file()]
     else:
-        candidates = _expand(labels, "label", IMAGE_SUFFIXES | VECTOR_SUFFIXES)
-    return [Sample(p, _find_label(p, candidates, set(image_paths)), label_field, aoi_path)
-            for p in image_paths]
+        candidates = _expand(label_items, "label", IMAGE_SUFFIXES | VECTOR_SUFFIXES)
+    found = {p: _label_candidates(p, candidates, set(image_paths)) for p in image_paths}
+    for image, hits in found.items():
+        if len(hits) > 1:
+            raise ConfigError(f"{image}: several label files match: {', '.join(map(str, hits))}; "
+                              f"keep one or list the labels explicitly")
+    if not any(found.values()) and label_items is not None \
+            and all(_is_plain_file(i) for i in [*_items(images), *label_items]):
+        return _pair_in_order(image_paths, candidates, label_field, aoi_path)
+    for image, hits in found.items():
+        if not hits:
+            raise ConfigError(f"{image}: no labels found for this image; expected e.g. "
+                              f"{image.stem}_labels.tif or {image.stem}.gpkg (matched by file "
+                              f"name)")
+    return [Sample(p, found[p][0], label_field, aoi_path) for p in image_paths]
 
 
-def _find_label(image: Path, candidates: list[Path], images: set[Path]) -> Path:
-    """The one candidate whose label key is the image's stem (the image itself excluded)."""
+def _items(arg: PathsArg) -> list[str | os.PathLike]:
+    return [arg] if isinstance(arg, (str, os.PathLike)) else list(arg)
+
+
+def _is_plain_file(item: str | os.PathLike) -> bool:
+    return not _is_glob(str(item)) and Path(item).is_file()
+
+
+def _pair_in_order(images: list[Path], labels: list[Path], label_field: str | None,
+                   aoi: Path | None) -> list[Sample]:
+    """The fallback when no file name pairs anything: the order given, said out loud."""
+    if len(images) != len(labels):
+        raise _count_error(images, labels)
+    log.warning("no label file is named after an image; pairing images and labels in the order "
+                "given: %s", ", ".join(f"{i.name} <- {lab.name}"
+                                       for i, lab in zip(images, labels, strict=True)))
+    return [Sample(i, lab, label_field, aoi) for i, lab in zip(images, labels, strict=True)]
+
+
+def _count_error(images: list, labels: list) -> ConfigError:
+    return ConfigError(f"{len(images)} image(s) but {len(labels)} label file(s), and their names "
+                       f"do not match; give one label file per image (same order), label files "
+                       f"named <image>_labels.tif, or one polygon file for all")
+
+
+def _label_candidates(image: Path, candidates: list[Path], images: set[Path]) -> list[Path]:
+    """Candidates whose label key is the image's stem (the image itself excluded)."""
     suffixes = IMAGE_SUFFIXES | VECTOR_SUFFIXES
-    hits = list(dict.fromkeys(
+    return list(dict.fromkeys(
         c for c in candidates if c not in images and c.suffix.lower() in suffixes
         and c.resolve() != image.resolve() and label_key(c) == image.stem))
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        raise ConfigError(f"{image}: no labels found for this image; expected e.g. "
-                          f"{image.stem}_labels.tif or {image.stem}.gpkg (matched by file name)")
-    raise ConfigError(f"{image}: several label files match: {', '.join(map(str, hits))}; "
-                      f"keep one or list the labels explicitly")
 
 
 def split_samples(samples: Sequence[Sample], *, val_fraction: float = 0.25,

@@ -96,12 +96,15 @@ def test_polygon_labels_for_all_images(make_raster, ckpt, tmp_path):
 
 
 def test_pairing_by_folder_stem_and_by_order(scene, tmp_path):
+    from agriseg.errors import ConfigError
+
     (img1, lab1, _), (img2, lab2, _) = scene
     by_folder = pair_inputs([img2, img1], tmp_path / "labels")
     assert sorted(by_folder) == sorted([(img1, lab1), (img2, lab2)])
     odd = tmp_path / "other.tif"
     odd.write_bytes(lab2.read_bytes())
-    assert pair_inputs([img1, img2], [lab1, odd]) == [(img1, lab1), (img2, odd)]
+    with pytest.raises(ConfigError, match="IMG_2.tif"):  # IMG_1 pairs by name: no order guess
+        pair_inputs([img1, img2], [lab1, odd])
     assert pair_inputs([img2, img1], [lab1, lab2]) == [(img2, lab2), (img1, lab1)]
     mosaic = tmp_path / "mosaic.tif"
     mosaic.write_bytes(lab1.read_bytes())
@@ -156,3 +159,28 @@ def test_cli_label_value_outside_model_classes(make_raster, ckpt, tmp_path):
     lab = write_raster(tmp_path / "field_labels.tif", np.full((1, H, W), 7, dtype=np.uint8))
     r = run("-q", "evaluate", "-m", ckpt, "--images", img, "--labels", lab, *PATCH)
     assert_bad_input(r, "field_labels.tif", "label value 7", "0 soil, 1 crop, 2 weed")
+
+
+def test_ambiguous_label_names_are_an_error_not_a_positional_guess(tmp_path):
+    """[a, b] with [a_labels, a_mask]: both name a, none names b; never (b, a_mask)."""
+    from agriseg.errors import ConfigError
+
+    files = {n: tmp_path / f"{n}.tif" for n in ("a", "b", "a_labels", "a_mask")}
+    for p in files.values():
+        p.write_bytes(b"")
+    with pytest.raises(ConfigError, match="several label files"):
+        pair_inputs([files["a"], files["b"]], [files["a_labels"], files["a_mask"]])
+
+
+def test_order_fallback_only_when_no_name_matches(tmp_path, caplog):
+    from agriseg.errors import ConfigError
+
+    files = {n: tmp_path / f"{n}.tif" for n in ("a", "b", "a_labels", "x", "y")}
+    for p in files.values():
+        p.write_bytes(b"")
+    with caplog.at_level("WARNING", logger="agriseg"):
+        pairs = pair_inputs([files["a"], files["b"]], [files["x"], files["y"]])
+    assert pairs == [(files["a"], files["x"]), (files["b"], files["y"])]
+    assert "order" in caplog.text
+    with pytest.raises(ConfigError, match="b.tif"):  # a matches by name, so b must too
+        pair_inputs([files["a"], files["b"]], [files["a_labels"], files["x"]])

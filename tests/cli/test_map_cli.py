@@ -102,3 +102,34 @@ def test_vectorize_all_nodata_mask_gives_empty_layer(tmp_path):
     r = run("-q", "vectorize", src, "-o", tmp_path / "o.fgb")
     assert r.exit_code == 0, r.output
     assert len(gpd.read_file(tmp_path / "o.fgb")) == 0
+
+
+@pytest.mark.parametrize("bands,nodata", [(("nir",), None), (("red", "nir"), 0),
+                                          (("blue", "green", "red", "nir", "swir"), 0)])
+def test_map_previews_any_band_count(make_raster, make_checkpoint, tmp_path, bands, nodata):
+    data = np.random.default_rng(0).integers(1, 256, (len(bands), 90, 120)).astype(np.uint8)
+    data[:, :10, :20] = 0
+    src = make_raster(data=data, nodata=nodata, descriptions=bands)
+    ckpt = make_checkpoint(bands=bands)
+    r = run("-q", "map", src, "-m", ckpt, "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "out" / "preview.png") as png:
+        assert png.count == 3 and png.width == 120 and png.height == 90
+
+
+def test_a_failing_preview_never_fails_the_job(make_checkpoint, tmp_path, monkeypatch):
+    import agriseg.fieldmap
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("preview renderer exploded")
+
+    monkeypatch.setattr(agriseg.fieldmap, "render_preview", broken)
+    r = run("map", SAMPLES / "field_small.tif", "-m", make_checkpoint(patch_px=128),
+            "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert "preview" in r.output and "exploded" in r.output  # said as a warning
+    out = tmp_path / "out"
+    assert (out / "mask.tif").exists() and not (out / "preview.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert "preview" not in summary["outputs"]
+    assert any("preview" in w for w in summary["warnings"])

@@ -122,3 +122,39 @@ def test_named_encoder_weights_go_to_smp(monkeypatch):
     assert seen["encoder_weights"] == "imagenet"
     with pytest.raises(Exception, match="not found"):
         create_model("fpn", "resnet18", encoder_weights="weights/enc.safetensors")
+
+
+def test_named_weights_that_cannot_be_fetched_are_one_clear_error(monkeypatch):
+    import segmentation_models_pytorch as smp
+
+    from agriseg.errors import CheckpointError
+
+    def offline(**kw):
+        raise OSError("Name or service not known\nretrying...")
+
+    monkeypatch.setattr(smp, "FPN", offline)
+    with pytest.raises(CheckpointError, match="needs the internet"):
+        create_model("fpn", "resnet18", encoder_weights="imagenet")
+
+    def unknown(**kw):
+        raise KeyError("Wrong pretrained weights `imagenett` for encoder `resnet18`")
+
+    monkeypatch.setattr(smp, "FPN", unknown)
+    with pytest.raises(ConfigError, match="imagenett"):
+        create_model("fpn", "resnet18", encoder_weights="imagenett")
+
+
+def test_partly_matching_encoder_file_warns_with_counts(tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    donor = create_model("fpn", "resnet18", in_channels=3, classes=2)
+    state = {k: v.contiguous() for k, v in donor.encoder.state_dict().items()
+             if not k.startswith("layer4")}
+    state["extra.weight"] = torch.zeros(2)
+    save_file(state, str(tmp_path / "enc.safetensors"))
+    total = len(donor.encoder.state_dict())
+    with caplog.at_level("WARNING", logger="agriseg"):
+        create_model("fpn", "resnet18", encoder_weights=tmp_path / "enc.safetensors",
+                     in_channels=3, classes=2)
+    assert f"loaded {len(state) - 1} of the encoder's {total} tensors" in caplog.text
+    assert "1 in the file are not used (e.g. extra.weight)" in caplog.text

@@ -35,3 +35,17 @@ def test_missing_config_and_images(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="images"):
         TrainConfig().validate()
+
+
+def test_named_encoder_weights_are_not_paths(tmp_path):
+    """`imagenet` is an smp weight name, not <cwd>/imagenet; a weights file is resolved."""
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text("images: imgs\nencoder_weights: imagenet\n")
+    assert load_config(cfg_path).encoder_weights == "imagenet"
+    assert load_config(None, ["images=x", "encoder_weights=imagenet"]).encoder_weights \
+        == "imagenet"
+    (tmp_path / "enc.safetensors").write_bytes(b"")
+    cfg_path.write_text("images: imgs\nencoder_weights: enc.safetensors\n")
+    assert load_config(cfg_path).encoder_weights == str(tmp_path / "enc.safetensors")
+    cfg_path.write_text("images: imgs\nencoder_weights: weights/missing.pth\n")
+    assert load_config(cfg_path).encoder_weights == str(tmp_path / "weights" / "missing.pth")

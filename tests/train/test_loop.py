@@ -105,3 +105,26 @@ def test_default_model_maps_a_sample_tile_well(tmp_path):
         cm.update(m.read(1), t.read(1))
     assert cm.compute()["miou"] > 0.6
     assert (tmp_path / "out" / "preview.png").exists()
+
+
+def test_geographic_training_raster_stores_metres_in_the_card(tmp_path):
+    """1e-7 degree pixels near 45 N are about 1 cm: the card must say metres, not degrees."""
+    from rasterio.transform import from_origin
+
+    from agriseg.raster.io import pixel_size_m
+
+    for i in range(2):
+        squares_field(tmp_path / f"f{i}.tif", tmp_path / f"f{i}_labels.tif", seed=i)
+        for name in (f"f{i}.tif", f"f{i}_labels.tif"):
+            with rasterio.open(tmp_path / name, "r+") as ds:
+                ds.crs = "EPSG:4326"
+                ds.transform = from_origin(20.0, 45.0, 1e-7, 1e-7)
+    cfg = load_config(None, [f"images={tmp_path}/f?.tif", f"labels={tmp_path}",
+                             "val_images=[f1.tif]", "arch={arch: pixel}", "patch_px=32",
+                             "batch_size=4", "windows_per_epoch=4", "epochs=1",
+                             f"out_dir={tmp_path / 'run'}"])
+    card = read_card(train(cfg).best_checkpoint)
+    with rasterio.open(tmp_path / "f0.tif") as src:
+        expected = pixel_size_m(src)
+    assert 0.005 < expected < 0.02
+    assert card.pixel_size_m == pytest.approx(expected, rel=1e-9)
