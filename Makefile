@@ -36,7 +36,7 @@ weights: $(STAMP)
 	cp runs/default/best.safetensors agriseg/models/default/agriseg-default.safetensors
 
 samples: $(STAMP)
-	$(BIN)/python -m agriseg.sample_data sample_tiles
+	$(BIN)/python -m agriseg.sampledata sample_tiles
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/out

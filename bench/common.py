@@ -14,7 +14,7 @@ import torch
 from agriseg.models.card import ModelCard, Normalization
 from agriseg.models.checkpoint import save_checkpoint
 from agriseg.models.registry import create_model
-from agriseg.raster.synthetic import make_field
+from agriseg.sampledata.fields import make_field
 
 OUT = Path(os.environ.get("AGRISEG_BENCH_DIR", Path(__file__).parent / "out"))
 

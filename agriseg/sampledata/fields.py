@@ -28,8 +28,8 @@ from rasterio.windows import Window
 
 from agriseg.errors import ConfigError, InputNotFoundError, RasterError
 from agriseg.outputs import atomic_output
-from agriseg.raster.synthetic_plants import FieldLayout
-from agriseg.raster.synthetic_render import NODATA_LABEL, Scene, render_window
+from agriseg.sampledata.plants import FieldLayout
+from agriseg.sampledata.render import NODATA_LABEL, Scene, render_window
 
 __all__ = ["BAND_NAMES", "CLASS_COLORS", "CLASS_NAMES", "DTYPES", "FieldLayout", "make_field",
            "make_label_polygons"]
@@ -38,6 +38,9 @@ CLASS_NAMES = ("soil", "crop", "weed")
 CLASS_COLORS = ((139, 90, 43), (34, 139, 34), (220, 20, 60))
 BAND_NAMES = ("red", "green", "blue", "nir")
 DTYPES = ("uint8", "uint16", "int16", "float32")
+# The provenance tag of every generated raster. It names the module's first home, and stays so
+# that `make samples` keeps writing byte-identical sample tiles.
+GENERATOR_TAG = "agriseg.raster.synthetic"
 COMPRESSIONS = ("deflate", "lzw", "zstd", "packbits", "none")
 _UINT8_WHITE = (0.45, 0.45, 0.45, 0.75)  # reflectance shown as 255, per band
 _FIXED_DATE = "2000-01-01T00:00:00.000Z"
@@ -78,7 +81,7 @@ def make_field(
             tmp, "w", count=len(bands), nodata=nodata, **profile, **photometric))
         for i, name in enumerate(bands, start=1):
             dst.set_band_description(i, name)
-        dst.update_tags(generator="agriseg.raster.synthetic", seed=str(seed))
+        dst.update_tags(generator=GENERATOR_TAG, seed=str(seed))
         lab = None
         if label_path is not None:
             ltmp = stack.enter_context(atomic_output(label_path, overwrite=True))

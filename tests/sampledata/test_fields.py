@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import geopandas
 import numpy as np
@@ -12,15 +13,15 @@ import rasterio
 from rasterio.transform import from_origin
 
 from agriseg.errors import ConfigError
-from agriseg.raster.synthetic import (
+from agriseg.sampledata.fields import (
     CLASS_COLORS,
     CLASS_NAMES,
     FieldLayout,
     make_field,
     make_label_polygons,
 )
-from agriseg.raster.synthetic_plants import row_offset
-from agriseg.raster.synthetic_render import Scene, render_window
+from agriseg.sampledata.plants import row_offset
+from agriseg.sampledata.render import Scene, render_window
 
 RGBN = ("red", "green", "blue", "nir")
 
@@ -214,3 +215,23 @@ def test_bad_layout_raises_config_error():
         FieldLayout(row_spacing_m=0.0)
     with pytest.raises(ConfigError, match="crop_radius_m"):
         FieldLayout(row_spacing_m=0.2, crop_radius_m=0.15)
+
+
+def test_make_samples_reproduces_the_committed_tiles(tmp_path):
+    """`make samples` writes what is committed: same pixels, grid, tags and polygons."""
+    import geopandas as gpd
+
+    from agriseg.sampledata import make_sample_tiles
+
+    committed = Path(__file__).resolve().parents[2] / "sample_tiles"
+    for path in make_sample_tiles(tmp_path):
+        ref = committed / path.name
+        if path.suffix == ".gpkg":
+            a, b = gpd.read_file(path), gpd.read_file(ref)
+            assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+            assert a.geometry.geom_equals_exact(b.geometry, 0).all() and a.crs == b.crs
+            continue
+        with rasterio.open(path) as new, rasterio.open(ref) as old:
+            assert new.profile == old.profile and new.tags() == old.tags()
+            assert np.array_equal(new.read(), old.read())
+            assert new.descriptions == old.descriptions

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agriseg.raster.synthetic_noise import (
+from agriseg.sampledata.noise import (
     byte_noise,
     hash64,
     pixel_hash32,
     value_noise_grid,
     value_noise_points,
 )
-from agriseg.raster.synthetic_plants import (
+from agriseg.sampledata.plants import (
     MAX_LEAVES,
     FieldLayout,
     Plants,

@@ -1,11 +1,11 @@
 """The committed sample tiles in ``sample_tiles/``, and the command that regenerates them.
 
-The samples are small synthetic fields (see :mod:`agriseg.raster.synthetic`) that cover the cases
+The samples are small synthetic fields (see :mod:`agriseg.sampledata.fields`) that cover the cases
 the pipeline must handle: plain RGB uint8, four-band uint16 reflectance with a ragged nodata
 corner, and a size that is not a multiple of 32. They are made by code, not stored by hand, so
 anyone can check that the files match their recipe::
 
-    python -m agriseg.sample_data sample_tiles/
+    python -m agriseg.sampledata sample_tiles/
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from agriseg.errors import OutputError
-from agriseg.raster.synthetic import FieldLayout, make_field, make_label_polygons
+from agriseg.sampledata.fields import FieldLayout, make_field, make_label_polygons
 
 SAMPLES: dict[str, dict] = {
     "field_rgb": {
@@ -57,8 +57,8 @@ def make_sample_tiles(out_dir: str | os.PathLike) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: ``python -m agriseg.sample_data OUT_DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m agriseg.sample_data",
+    """Command-line entry: ``python -m agriseg.sampledata OUT_DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m agriseg.sampledata",
                                      description="Regenerate the agriseg sample tiles.")
     parser.add_argument("out_dir", help="folder to write the samples into (must exist)")
     for path in make_sample_tiles(parser.parse_args(argv).out_dir):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from agriseg.errors import ConfigError
-from agriseg.raster.synthetic_noise import COS_LUT, SIN_LUT, angle_index, draws, hash64
-from agriseg.raster.synthetic_noise import value_noise_points as _patchiness
+from agriseg.sampledata.noise import COS_LUT, SIN_LUT, angle_index, draws, hash64
+from agriseg.sampledata.noise import value_noise_points as _patchiness
 
 MAX_LEAVES = 10
 CROP, WEED = 1, 2

@@ -1,0 +1,3 @@
+from agriseg.sampledata.samples import main
+
+main()
