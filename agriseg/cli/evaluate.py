@@ -76,8 +76,8 @@ def command(ctx: click.Context, model_path: str | None, images: tuple[str, ...],
     present in the labels or the prediction), pixel accuracy and the confusion matrix.
     Unknown labels (255) and image no-data are not counted.
     """
-    from agriseg.evaluate import evaluate_model  # imports torch: only when run
-    from agriseg.train.metrics import format_table
+    from agriseg.jobs.evaluate import evaluate_model  # imports torch: only when run
+    from agriseg.metrics import format_table
 
     result = evaluate_model(model_path, list(images), list(labels), label_field=label_field,
                             patch_px=patch_px, overlap_px=overlap_px, batch_size=batch_size,

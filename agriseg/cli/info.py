@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agriseg.cli.options import bands_opt, echo_json, json_opt
-from agriseg.raster.info import describe_raster, format_info
+from agriseg.jobs.info import format_raster_info, raster_info
 
 
 @click.command("info")
@@ -23,8 +23,8 @@ def command(raster: str, model_path: str | None, bands: list[int] | None, as_jso
     """
     if bands and not model_path:
         raise click.UsageError("--bands only makes sense with --model")
-    info = describe_raster(raster, model=model_path, bands=bands)
+    info = raster_info(raster, model=model_path, bands=bands)
     if as_json:
         echo_json(info)
     else:
-        click.echo(format_info(info))
+        click.echo(format_raster_info(info))

@@ -43,7 +43,7 @@ def command(ctx: click.Context, field: str, out_dir: str, model_path: str | None
     OUTDIR gets mask.tif (COG), confidence.tif (COG), fields.<format>, summary.json and a
     README.txt describing them; it appears only when everything is written.
     """
-    from agriseg.fieldmap import map_field  # imports torch: only when run
+    from agriseg.jobs.fieldmap import map_field  # imports torch: only when run
 
     r = map_field(field, out_dir, model=model_path, fmt=fmt, patch_px=patch_px,
                   overlap_px=overlap_px, batch_size=batch_size, device=device, blend=blend,

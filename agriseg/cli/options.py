@@ -65,7 +65,7 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _parse_classes(ctx: click.Context, param: click.Parameter, value: str | None
+def parse_names(ctx: click.Context, param: click.Parameter, value: str | None
                    ) -> list[str] | None:
     if not value:
         return None
@@ -90,7 +90,7 @@ def vector_opts(f: Callable) -> Callable:
                      metavar="M2",
                      help="Merge regions smaller than this into their surroundings before "
                           "polygonizing (no holes are left behind).")(f)
-    f = click.option("--classes", callback=_parse_classes, metavar="crop,weed",
+    f = click.option("--classes", callback=parse_names, metavar="crop,weed",
                      help="Classes to export, by name or id [default: all but "
                           "background].")(f)
     return f

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from agriseg.cli.options import echo_json, json_opt, overwrite_opt
-from agriseg.raster.tiles import cut_tiles
+from agriseg.cli.options import echo_json, json_opt, overwrite_opt, parse_names
+from agriseg.jobs.tiling import cut_tiles
 
 
 @click.command("tile")
@@ -22,13 +22,16 @@ from agriseg.raster.tiles import cut_tiles
                    "no polygon become 0 = background). Written to DIR/labels/ as uint8 with "
                    "nodata 255, also where the image is no-data.")
 @click.option("--label-field", default=None, metavar="NAME",
-              help="Integer attribute of the polygons holding the class id "
-                   "[default: class_id].")
+              help="Attribute of the polygons holding the class: integer ids, or names with "
+                   "--classes [default: class_id].")
+@click.option("--classes", callback=parse_names, metavar="soil,crop,weed",
+              help="Class names in id order, to read a --label-field of names (any case).")
 @overwrite_opt
 @json_opt
 @click.pass_context
 def command(ctx: click.Context, raster: str, out_dir: str, patch_px: int, overlap_px: int | None,
-            labels: str | None, label_field: str | None, overwrite: bool,
+            labels: str | None, label_field: str | None, classes: list[str] | None,
+            overwrite: bool,
             as_json: bool) -> None:
     """Cut RASTER into patches on the prediction grid, skipping all-no-data ones.
 
@@ -36,7 +39,8 @@ def command(ctx: click.Context, raster: str, out_dir: str, patch_px: int, overla
     patch's footprint, file names, grid position, pixel window and valid fraction.
     """
     result = cut_tiles(raster, out_dir, patch_px=patch_px, overlap_px=overlap_px,
-                       labels=labels, label_field=label_field, overwrite=overwrite,
+                       labels=labels, label_field=label_field, classes=classes,
+                       overwrite=overwrite,
                        progress=not ctx.obj["quiet"])
     if as_json:
         echo_json(vars(result))

@@ -23,8 +23,8 @@ def command(ctx: click.Context, config_path: str | None, resume: bool,
     training starts. Checkpoints (best.safetensors, last.safetensors), the training state,
     config.yaml and metrics.csv/json are written to out_dir.
     """
-    from agriseg.train.config import load_config
-    from agriseg.train.loop import train  # imports torch: only when run
+    from agriseg.training.config import load_config
+    from agriseg.training.loop import train  # imports torch: only when run
 
     cfg = load_config(config_path, list(overrides))
     r = train(cfg, resume=resume, progress=not ctx.obj["quiet"])

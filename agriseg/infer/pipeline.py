@@ -25,16 +25,16 @@ from agriseg.errors import ConfigError
 from agriseg.infer.blending import BLEND_MODES, BlendMode
 from agriseg.infer.devices import resolve_device
 from agriseg.infer.predictor import Predictor, prefetch
-from agriseg.infer.stitcher import NODATA_CLASS, FinishedRows, StripAccumulator
+from agriseg.infer.stitcher import NODATA, FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
 from agriseg.models.checkpoint import load_checkpoint, read_card
 from agriseg.models.default import model_or_default
+from agriseg.models.fit import check_fit
 from agriseg.models.registry import input_divisor
 from agriseg.outputs import check_output
-from agriseg.raster.fit import check_fit
 from agriseg.raster.grid import PatchGrid, default_overlap, make_grid
 from agriseg.raster.io import MaskSource, gdal_env, open_raster
-from agriseg.raster.reader import StripReader, cut_patch, normalize
+from agriseg.raster.reader import StripReader, cut_patch
 from agriseg.raster.writers import class_colormap, class_tags, cog_writer
 
 log = logging.getLogger("agriseg")
@@ -73,7 +73,7 @@ def iter_batches(reader: StripReader, grid: PatchGrid, card: ModelCard, batch_si
         row_valid[row.index] = row.valid
         for j, x0 in enumerate(grid.cols):
             data, valid = cut_patch(row, x0, grid)
-            images.append(normalize(data, valid, card.normalization))
+            images.append(card.normalization.apply(data, valid))
             keys.append((row.index, j))
             if len(images) == batch_size:
                 yield Batch(np.stack(images), keys, row_valid)
@@ -132,7 +132,7 @@ def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Modu
         mask_path=dst, confidence_path=conf_path, width=grid.width, height=grid.height,
         patches=len(grid), patch_px=max(grid.patch_h, grid.patch_w), overlap_px=overlap_px,
         class_pixels={name: int(counts[i]) for i, name in enumerate(card.classes)},
-        nodata_pixels=int(counts[NODATA_CLASS]), seconds=time.perf_counter() - t0,
+        nodata_pixels=int(counts[NODATA]), seconds=time.perf_counter() - t0,
         model_seconds=model_s, warnings=fit.warnings)
 
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agriseg.constants import NODATA
 from agriseg.infer.blending import BlendMode, axis_weights
 from agriseg.raster.grid import PatchGrid
-
-NODATA_CLASS = 255
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class StripAccumulator:
         acc, wsum, valid = self.acc[:, :n], self.wsum[:n], self.valid[:n]
         covered = valid & (wsum > 0)
         classes = np.argmax(acc, axis=0).astype(np.uint8)
-        classes[~covered] = NODATA_CLASS
+        classes[~covered] = NODATA
         conf = None
         if self.confidence:
             mean = acc / np.maximum(wsum, 1e-30)
@@ -82,7 +81,7 @@ class StripAccumulator:
             np.exp(mean, out=mean)
             top = 1.0 / mean.sum(axis=0)  # softmax of the winning class (its exp is 1)
             conf = np.rint(top * 100).astype(np.uint8)
-            conf[~covered] = NODATA_CLASS
+            conf[~covered] = NODATA
         yield FinishedRows(self.base, classes, conf)
         rest = self.acc.shape[1] - n
         self.acc[:, :rest] = self.acc[:, n:]

@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from agriseg import __version__
+from agriseg.constants import SUPPORTED_DTYPES
 from agriseg.errors import CheckpointError, ConfigError
 
-SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
 DEFAULT_COLORS = ((139, 90, 43), (34, 139, 34), (220, 20, 60), (30, 144, 255), (255, 215, 0),
                   (148, 0, 211), (0, 206, 209), (255, 140, 0))
 
@@ -57,6 +59,20 @@ class Normalization:
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": list(self.mean), "std": list(self.std), "mode": self.mode}
+
+    def apply(self, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """``(value - mean) / std`` of ``(bands, ...)`` raster values as float32; no-data
+        pixels (``valid`` False) and NaN/inf become 0, the band mean."""
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, *([1] * (data.ndim - 1)))
+        inv_std = (1.0 / np.asarray(self.std, dtype=np.float32)).reshape(mean.shape)
+        out = data.astype(np.float32)
+        out -= mean
+        out *= inv_std
+        if data.dtype.kind == "f":  # NaN/inf in one band of an otherwise valid pixel
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if not valid.all():
+            out[..., ~valid] = 0.0
+        return out
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,12 @@ class ModelCard:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def summary(self) -> dict[str, Any]:
+        """The parts that decide what the model can read, as plain values."""
+        return {"name": self.name, "arch": dict(self.arch), "bands": list(self.bands),
+                "dtype": self.dtype, "classes": list(self.classes), "patch_px": self.patch_px,
+                "pixel_size_m": self.pixel_size_m}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelCard:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from agriseg.errors import CheckpointError, ConfigError, InputNotFoundError
+from agriseg.errors import CheckpointError, ConfigError, InputNotFoundError, first_line
 from agriseg.models.card import ModelCard
 from agriseg.models.registry import model_from_config
 from agriseg.outputs import atomic_output
@@ -55,7 +55,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
     try:
         load_model(model, str(path), strict=True, device=str(device))
     except (RuntimeError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0][:200]
+        first = first_line(e)[:200]
         raise CheckpointError(f"{path}: weights do not match the model card: {first}") from None
     return model.eval(), card
 

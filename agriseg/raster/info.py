@@ -1,9 +1,11 @@
-"""What is in a raster, and does it fit a model? The library behind ``agriseg info``.
+"""What is in a raster: the raster half of ``agriseg info`` (the model half is one layer up).
 
 Most "the model output is garbage" reports come down to something a look at the file would have
 shown: a uint16 raster fed to a uint8 model, bands in another order, no CRS, an alpha band read as
 data. :func:`describe_raster` gathers all of that into one plain, JSON-ready dict (so ``--json``
 and the text report say the same thing) and :func:`format_info` renders it for people.
+Whether the raster fits a model is :mod:`agriseg.models.fit`'s question, and the report that
+combines both is :mod:`agriseg.jobs.info`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +20,19 @@ import rasterio
 from rasterio.enums import MaskFlags
 from rasterio.errors import CRSError
 
-from agriseg.raster.fit import FitReport, check_fit
 from agriseg.raster.io import alpha_band, band_names, open_raster, pixel_size_m
 
 _WKT_NAME = re.compile(r'^\s*[A-Z_]+\[\s*"([^"]*)"')
 
 
-def describe_raster(path: str | os.PathLike, model: str | os.PathLike | None = None,
-                    bands: Sequence[int] | None = None) -> dict[str, Any]:
-    """Describe the raster at ``path``; with ``model`` (a checkpoint), also whether it fits.
+def describe_raster(path: str | os.PathLike) -> dict[str, Any]:
+    """Describe the raster at ``path`` as plain, JSON-ready values (see :func:`describe`).
 
-    Only the model card is read from the checkpoint (no weights, no code). A raster that does not
-    fit is *reported* under ``"fit"``, not raised: this is a report, ``predict`` is what refuses.
-    Unreadable inputs raise the usual :class:`~agriseg.errors.AgrisegError` subclasses.
+    Unreadable inputs raise the usual :class:`~agriseg.errors.AgrisegError` subclasses. Whether
+    the raster fits a model is asked one layer up (:func:`agriseg.jobs.info.raster_info`).
     """
-    card = None
-    if model is not None:
-        from agriseg.models.checkpoint import read_card  # imports torch: only when asked
-
-        card = read_card(model)
     with open_raster(path) as src:
         info = describe(src)
-        if card is not None:
-            info["model"] = card_summary(card)
-            info["fit"] = fit_summary(check_fit(src, card, bands), band_names(src))
     info["path"] = str(path)
     return info
 
@@ -125,22 +115,12 @@ def _nodata_summary(src: rasterio.DatasetReader) -> dict[str, Any]:
     return {"value": _json_number(src.nodata), "alpha_band": alpha_band(src), "mask": mask}
 
 
-def card_summary(card: Any) -> dict[str, Any]:
-    """The parts of a :class:`~agriseg.models.card.ModelCard` that decide what it can read."""
-    return {"name": card.name, "arch": dict(card.arch), "bands": list(card.bands),
-            "dtype": card.dtype, "classes": list(card.classes), "patch_px": card.patch_px,
-            "pixel_size_m": card.pixel_size_m}
-
-
-def fit_summary(report: FitReport, names: Sequence[str]) -> dict[str, Any]:
-    """A :class:`FitReport` as plain values, with the names of the selected bands."""
-    return {"fits": report.ok, "bands": list(report.indexes),
-            "band_names": [names[i - 1] for i in report.indexes],
-            "problems": list(report.problems), "warnings": list(report.warnings)}
-
-
-def _num(v: float) -> str:
+def number_text(v: float) -> str:
+    """A number as ``info`` prints it: up to 10 significant digits, no trailing zeros."""
     return f"{v:.10g}"
+
+
+_num = number_text
 
 
 def _nodata_text(nd: dict[str, Any]) -> str:
@@ -163,26 +143,6 @@ def _band_lines(bands: list[dict[str, Any]]) -> list[str]:
         nodata = "none" if nodata is None else _num(nodata) if isinstance(nodata, float) else nodata
         lines.append(f"  {b['index']:>3}  {b['name']:<{width}}  {b['colorinterp']:<9} "
                      f"{b['dtype']:<8} nodata {nodata}")
-    return lines
-
-
-def _model_lines(model: dict[str, Any], fit: dict[str, Any]) -> list[str]:
-    arch = dict(model["arch"])
-    arch_name = arch.pop("arch", "?")
-    extra = ", ".join(f"{k}={v}" for k, v in arch.items())
-    px = f" at {_num(model['pixel_size_m'])} m/px" if model["pixel_size_m"] else ""
-    lines = [f"model:        {model['name']} ({arch_name}{', ' + extra if extra else ''})",
-             f"  bands:      {', '.join(model['bands'])} ({model['dtype']})",
-             f"  classes:    {', '.join(model['classes'])}",
-             f"  patch:      {model['patch_px']} px{px}"]
-    if fit["fits"]:
-        chosen = ", ".join(f"{i} ({n})" for i, n in zip(fit["bands"], fit["band_names"],
-                                                         strict=True))
-        lines.append(f"fits: yes (bands {chosen})")
-    else:
-        lines.append("fits: no")
-    lines += [f"  problem: {p}" for p in fit["problems"]]
-    lines += [f"  warning: {w}" for w in fit["warnings"]]
     return lines
 
 
@@ -227,6 +187,4 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append("tags:")
         lines += [f"  {k}={v}" for k, v in sorted(tags.items(), key=lambda kv: kv[0] != "classes")]
     lines += [f"note: {n}" for n in info["notes"]]
-    if "model" in info:
-        lines += _model_lines(info["model"], info["fit"])
     return "\n".join(lines)

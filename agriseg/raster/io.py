@@ -19,9 +19,9 @@ import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 
-from agriseg.errors import InputNotFoundError, ModelMismatchError, RasterError
-
-SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
+from agriseg.constants import SUPPORTED_DTYPES
+from agriseg.errors import InputNotFoundError, ModelMismatchError, RasterError, first_line
+from agriseg.raster.units import metres_per_unit
 
 
 @contextlib.contextmanager
@@ -35,7 +35,7 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.DatasetReader]:
     try:
         src = rasterio.open(path)
     except RasterioIOError as e:
-        msg = str(e).splitlines()[0] if str(e) else "unreadable"
+        msg = first_line(e, "unreadable")
         raise RasterError(f"{path}: not a readable raster ({msg})") from None
     try:
         if src.count == 0 or src.width == 0 or src.height == 0:
@@ -149,11 +149,9 @@ def pixel_size_m(src: rasterio.DatasetReader) -> float | None:
     if src.crs is None or src.transform.is_identity:
         return None
     a, e = abs(src.transform.a), abs(src.transform.e)
-    if src.crs.is_geographic:
-        lat = src.xy(src.height // 2, src.width // 2)[1]
-        return (a * 111_320.0 * np.cos(np.radians(lat)) + e * 110_574.0) / 2
-    factor = src.crs.linear_units_factor[1] if src.crs.linear_units_factor else 1.0
-    return (a + e) / 2 * factor
+    lat = src.xy(src.height // 2, src.width // 2)[1] if src.crs.is_geographic else 0.0
+    mx, my = metres_per_unit(src.crs, lat)
+    return (a * mx + e * my) / 2
 
 
 def gdal_env(src: rasterio.DatasetReader) -> contextlib.AbstractContextManager:

@@ -15,9 +15,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
+from agriseg.constants import NODATA
 from agriseg.outputs import atomic_output
-
-NODATA = 255
 
 
 def _stretch(data: np.ndarray, valid: np.ndarray) -> np.ndarray:

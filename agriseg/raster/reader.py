@@ -1,14 +1,15 @@
 """Streaming reads: each source row is read once, in full-width strips, and cut into patches.
 
 Overlapping patches share pixels, so reading one window per patch would decode most blocks
-several times. Instead a rolling buffer holds the rows of the current patch row; moving down by
-one stride reads only the rows not yet seen and drops the ones above. Memory is
+several times. Instead a rolling buffer (:func:`rolling_strips`, shared with the label reader)
+holds the rows of the current patch row; moving down by one stride reads only the rows not yet
+seen and drops the ones above. Memory is
 ``bands x patch height x raster width``, independent of the raster's height.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +17,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from agriseg.errors import RasterError
-from agriseg.models.card import Normalization
+from agriseg.errors import RasterError, first_line
 from agriseg.raster.grid import PatchGrid
 from agriseg.raster.io import MaskSource
 
@@ -48,29 +48,40 @@ class StripReader:
             valid = self.mask.valid(self.src, data, self.indexes, win)
         except RasterioIOError as e:
             cause = e.__cause__ or e.__context__ or e  # GDAL's own message is on the cause
-            msg = str(cause).splitlines()[0] if str(cause) else "read failed"
+            msg = first_line(cause, "read failed")
             raise RasterError(f"{self.src.name}: corrupt or unreadable data in rows {y}-{y + n}: "
                               f"{msg}") from None
         self.rows_read += n
         return data, valid
 
     def __iter__(self) -> Iterator[PatchRow]:
-        g = self.grid
-        data = np.empty((len(self.indexes), 0, g.width), dtype=self.src.dtypes[0])
-        valid = np.empty((0, g.width), dtype=bool)
-        start = 0  # first raster row held in the buffer
-        for i, y0 in enumerate(g.rows):
-            end = y0 + g.read_h
-            keep = max(0, start + data.shape[1] - y0)
-            first_new = y0 + keep
-            data, valid = data[:, data.shape[1] - keep:], valid[valid.shape[0] - keep:]
-            if first_new < end:
-                d, v = self._read(first_new, end - first_new)
-                data = np.concatenate([data, d], axis=1)
-                valid = np.concatenate([valid, v], axis=0)
-            start = y0
+        for i, y0, (data, valid) in rolling_strips(self.grid, self._read):
             yield PatchRow(index=i, y0=y0, data=data, valid=valid)
 
+
+def rolling_strips(grid: PatchGrid, read: Callable[[int, int], Sequence[np.ndarray]]
+                   ) -> Iterator[tuple[int, int, tuple[np.ndarray, ...]]]:
+    """The rows under each patch row of ``grid``, reading every raster row exactly once.
+
+    ``read(y, n)`` returns arrays of rows ``y .. y + n`` with the rows on their second-to-last
+    axis (``(bands, n, width)`` image data, ``(n, width)`` masks or labels). Yields
+    ``(patch row index, y0, arrays)`` with ``read_h`` rows each: the rows shared with the
+    previous patch row are kept from the buffer, only the new ones are read.
+    """
+    bufs: list[np.ndarray] | None = None
+    start = 0  # first raster row held in the buffers
+    for i, y0 in enumerate(grid.rows):
+        end = y0 + grid.read_h
+        held = 0 if bufs is None else bufs[0].shape[-2]
+        keep = max(0, start + held - y0)
+        if bufs is not None:
+            bufs = [b[..., held - keep:, :] for b in bufs]
+        if y0 + keep < end:
+            new = read(y0 + keep, end - y0 - keep)
+            bufs = list(new) if bufs is None else \
+                [np.concatenate([b, n], axis=-2) for b, n in zip(bufs, new, strict=True)]
+        start = y0
+        yield i, y0, tuple(bufs)
 
 def cut_patch(row: PatchRow, x0: int, grid: PatchGrid) -> tuple[np.ndarray, np.ndarray]:
     """One patch of ``(bands, patch_h, patch_w)`` at column ``x0``, padded by reflection when
@@ -84,16 +95,3 @@ def cut_patch(row: PatchRow, x0: int, grid: PatchGrid) -> tuple[np.ndarray, np.n
         valid = np.pad(valid, ((0, ph), (0, pw)), mode=mode)
     return data, valid
 
-
-def normalize(data: np.ndarray, valid: np.ndarray, norm: Normalization) -> np.ndarray:
-    """``(value - mean) / std`` as float32; no-data pixels become 0 (the band mean)."""
-    mean = np.asarray(norm.mean, dtype=np.float32).reshape(-1, *([1] * (data.ndim - 1)))
-    inv_std = (1.0 / np.asarray(norm.std, dtype=np.float32)).reshape(mean.shape)
-    out = data.astype(np.float32)
-    out -= mean
-    out *= inv_std
-    if data.dtype.kind == "f":  # NaN/inf in one band of an otherwise valid pixel
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    if not valid.all():
-        out[..., ~valid] = 0.0
-    return out

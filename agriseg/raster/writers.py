@@ -20,6 +20,7 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 
+from agriseg.constants import NODATA
 from agriseg.outputs import atomic_output
 
 Resampling = Literal["nearest", "mode", "average"]
@@ -29,7 +30,7 @@ class StripWriter:
     """Sequential writer of a single-band uint8 raster, one block row at a time."""
 
     def __init__(self, path: str | os.PathLike, *, width: int, height: int, crs: CRS | None,
-                 transform: Affine, nodata: int = 255, blocksize: int = 256,
+                 transform: Affine, nodata: int = NODATA, blocksize: int = 256,
                  colormap: dict[int, tuple[int, ...]] | None = None,
                  tags: dict[str, str] | None = None, description: str | None = None) -> None:
         profile: dict[str, Any] = dict(
@@ -110,7 +111,7 @@ def cog_writer(dst: str | os.PathLike, *, overwrite: bool, resampling: Resamplin
 def class_colormap(colors: Sequence[Sequence[int]]) -> dict[int, tuple[int, int, int, int]]:
     """GDAL colour table: class colours, and 255 (no-data) fully transparent."""
     cmap = {i: (int(c[0]), int(c[1]), int(c[2]), 255) for i, c in enumerate(colors)}
-    cmap[255] = (0, 0, 0, 0)
+    cmap[NODATA] = (0, 0, 0, 0)
     return cmap
 
 

@@ -26,18 +26,18 @@ from rasterio.errors import CRSError, NotGeoreferencedWarning
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+from agriseg.constants import NODATA, SUPPORTED_DTYPES
 from agriseg.errors import ConfigError, InputNotFoundError, RasterError
 from agriseg.outputs import atomic_output
 from agriseg.sampledata.plants import FieldLayout
-from agriseg.sampledata.render import NODATA_LABEL, Scene, render_window
+from agriseg.sampledata.render import Scene, render_window
 
-__all__ = ["BAND_NAMES", "CLASS_COLORS", "CLASS_NAMES", "DTYPES", "FieldLayout", "make_field",
+__all__ = ["BAND_NAMES", "CLASS_COLORS", "CLASS_NAMES", "FieldLayout", "make_field",
            "make_label_polygons"]
 
 CLASS_NAMES = ("soil", "crop", "weed")
 CLASS_COLORS = ((139, 90, 43), (34, 139, 34), (220, 20, 60))
 BAND_NAMES = ("red", "green", "blue", "nir")
-DTYPES = ("uint8", "uint16", "int16", "float32")
 # The provenance tag of every generated raster. It names the module's first home, and stays so
 # that `make samples` keeps writing byte-identical sample tiles.
 GENERATOR_TAG = "agriseg.raster.synthetic"
@@ -106,8 +106,8 @@ def _check_args(width: int, height: int, bands: Sequence[str], dtype: str, pixel
             raise ConfigError(f"unknown band {band!r}; use any of {', '.join(BAND_NAMES)}")
     if len(set(bands)) != len(bands):
         raise ConfigError(f"bands={tuple(bands)} repeats a band; name each band once")
-    if dtype not in DTYPES:
-        raise ConfigError(f"unsupported dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    if dtype not in SUPPORTED_DTYPES:
+        raise ConfigError(f"unsupported dtype {dtype!r}; use one of {', '.join(SUPPORTED_DTYPES)}")
     if not (isinstance(pixel_size_m, (int, float)) and math.isfinite(pixel_size_m)
             and pixel_size_m > 0):
         raise ConfigError(f"pixel_size_m={pixel_size_m!r} must be a positive number of metres")
@@ -150,13 +150,13 @@ def _profile(width: int, height: int, dtype: str, crs: str | None, origin: tuple
 
 def _open_labels(path: Path, profile: dict) -> rasterio.io.DatasetWriter:
     """Create the label raster: uint8, nodata 255, class colormap and names as a tag."""
-    opts = {**profile, "dtype": "uint8", "count": 1, "nodata": NODATA_LABEL,
+    opts = {**profile, "dtype": "uint8", "count": 1, "nodata": NODATA,
             "photometric": "palette"}
     if "predictor" in opts:
         opts["predictor"] = 1  # class ids do not predict from their neighbour's difference
     lab = rasterio.open(path, "w", **opts)
     cmap = {i: (*rgb, 255) for i, rgb in enumerate(CLASS_COLORS)}
-    cmap[NODATA_LABEL] = (0, 0, 0, 0)
+    cmap[NODATA] = (0, 0, 0, 0)
     lab.write_colormap(1, cmap)
     lab.set_band_description(1, "class")
     lab.update_tags(classes=json.dumps(list(CLASS_NAMES)),
@@ -179,7 +179,7 @@ def _chunks(scene: Scene, blocksize: int, band_idx: list[int], dtype: str,
     def work(row0: int, col0: int) -> tuple[Window, np.ndarray, np.ndarray]:
         win = Window(col0, row0, min(cols, scene.width - col0), min(rows, scene.height - row0))
         refl, labels = render_window(scene, row0, win.height, col0, win.width)
-        image = _to_dtype(refl, band_idx, dtype, nodata, labels == NODATA_LABEL)
+        image = _to_dtype(refl, band_idx, dtype, nodata, labels == NODATA)
         return win, image, labels
 
     workers = max(1, min(2, os.cpu_count() or 1))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agriseg.constants import NODATA
 from agriseg.sampledata.noise import (
     byte_noise,
     hash64,
@@ -29,7 +30,6 @@ from agriseg.sampledata.plants import (
     row_offset,
 )
 
-NODATA_LABEL = 255
 _SOIL_REFL = (0.14, 0.09, 0.055, 0.25)      # red, green, blue, nir of dry tilled soil
 _STONE_REFL = (0.20, 0.19, 0.17, 0.24)
 _MOIST_AMP = (1.0, 1.05, 1.12, 0.8)          # wet soil darkens blue most, nir least
@@ -81,7 +81,7 @@ def render_window(scene: Scene, row0: int, nrows: int, col0: int = 0,
     _grain(refl, pixel_hash32(col0, ncols, row0, nrows, scene.seed))
     nodata = nodata_mask(scene, row0, nrows, col0, ncols)
     if nodata is not None:
-        labels[nodata] = NODATA_LABEL
+        labels[nodata] = NODATA
     return refl, labels
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
+from agriseg.raster.units import metres_per_unit
+
 log = logging.getLogger("agriseg")
 
 
@@ -32,13 +34,8 @@ def metric_area_perimeter(geoms: np.ndarray, crs: CRS | None) -> tuple[np.ndarra
     if crs.is_geographic:
         geoms = _to_local_equal_area(geoms, crs)
         return shapely.area(geoms), shapely.length(geoms)
-    factor = metres_per_unit(crs)
+    factor = metres_per_unit(crs)[0]
     return shapely.area(geoms) * factor**2, shapely.length(geoms) * factor
-
-
-def metres_per_unit(crs: CRS) -> float:
-    """Length of one unit of a projected CRS's x axis, in metres."""
-    return crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
 
 
 def _to_local_equal_area(geoms: np.ndarray, crs: CRS) -> np.ndarray:

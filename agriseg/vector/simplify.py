@@ -16,7 +16,7 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from agriseg.vector.attributes import metres_per_unit
+from agriseg.raster.units import metres_per_unit
 
 log = logging.getLogger("agriseg")
 
@@ -26,11 +26,8 @@ def tolerance_in_crs_units(tolerance_m: float, crs: CRS | None, geoms: np.ndarra
     if crs is None:
         return tolerance_m
     crs = CRS.from_user_input(crs)
-    if crs.is_geographic:
-        _, ymin, _, ymax = shapely.total_bounds(geoms)
-        lat = np.radians((ymin + ymax) / 2)
-        return tolerance_m / (111_320.0 * max(np.cos(lat), 1e-6))
-    return tolerance_m / metres_per_unit(crs)
+    _, ymin, _, ymax = shapely.total_bounds(geoms)
+    return tolerance_m / metres_per_unit(crs, (ymin + ymax) / 2)[0]
 
 
 def simplify_coverage(geoms: np.ndarray, tolerance_m: float, crs: CRS | None) -> np.ndarray:

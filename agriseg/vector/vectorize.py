@@ -24,6 +24,7 @@ import shapely
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from agriseg.constants import BACKGROUND, NODATA
 from agriseg.errors import ConfigError, RasterError
 from agriseg.raster.io import gdal_env, open_raster, pixel_size_m
 from agriseg.vector.attributes import class_names_from_tags, metric_area_perimeter
@@ -33,8 +34,6 @@ from agriseg.vector.sieve import sieve_strips
 from agriseg.vector.simplify import simplify_coverage
 
 log = logging.getLogger("agriseg")
-MASK_NODATA = 255
-BACKGROUND = 0
 STRIP_PIXELS = 2**21  # ~2 Mpx a strip: label and polygonize buffers stay small at any width
 CHUNK_POLYGONS = 20_000  # polygons per write: bounds memory, amortizes the per-write cost
 
@@ -73,7 +72,7 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
     stats = _Stats()
     with open_raster(mask) as src, gdal_env(src):
         _check_mask(src)
-        names = class_names_from_tags(src.tags(), list(range(MASK_NODATA)))
+        names = class_names_from_tags(src.tags(), list(range(NODATA)))
         export = _select(classes, names)
         px_area = _pixel_area_m2(src)
         strip_rows = strip_rows or auto_strip_rows(src.width)
@@ -148,8 +147,8 @@ def _check_mask(src: rasterio.DatasetReader) -> None:
         raise RasterError(f"{src.name}: not a class mask: expected 1 band of uint8 class ids "
                           f"(as written by agriseg predict), got {src.count} band(s) of "
                           f"{src.dtypes[0]}")
-    if src.nodata is not None and src.nodata != MASK_NODATA:
-        raise RasterError(f"{src.name}: class mask nodata must be {MASK_NODATA} or unset, got "
+    if src.nodata is not None and src.nodata != NODATA:
+        raise RasterError(f"{src.name}: class mask nodata must be {NODATA} or unset, got "
                           f"{src.nodata}")
 
 
@@ -160,7 +159,7 @@ def _select(classes: Sequence[str | int] | None, names: dict[int, str]) -> list[
     out = []
     for c in classes:
         key = str(c).strip()
-        if key.isdigit() and 0 <= int(key) < MASK_NODATA:
+        if key.isdigit() and 0 <= int(key) < NODATA:
             out.append(int(key))
         elif key.lower() in by_name:
             out.append(by_name[key.lower()])
@@ -201,7 +200,7 @@ def _regions(src, confidence, export, connectivity, min_px, fill_px, strip_rows,
 
         if min_px > 1 or fill_px > 1:
             strips = sieve_strips(read, src.height, src.width, min_px=min_px, fill_px=fill_px,
-                                  connectivity=connectivity, nodata=MASK_NODATA,
+                                  connectivity=connectivity, nodata=NODATA,
                                   background=BACKGROUND, strip_rows=strip_rows)
         else:
             strips = ((y, read(y, min(strip_rows, src.height - y)))

@@ -8,8 +8,8 @@ import rasterio
 from cli_helpers import assert_bad_input, run
 from conftest import write_raster
 
-from agriseg.evaluate import evaluate_model, pair_inputs
 from agriseg.infer.pipeline import predict_raster
+from agriseg.jobs.evaluate import evaluate_model, pair_inputs
 
 W, H = 130, 90
 PATCH = ("--patch-size", 64, "--overlap", 16)

@@ -118,12 +118,12 @@ def test_map_previews_any_band_count(make_raster, make_checkpoint, tmp_path, ban
 
 
 def test_a_failing_preview_never_fails_the_job(make_checkpoint, tmp_path, monkeypatch):
-    import agriseg.fieldmap
+    import agriseg.jobs.fieldmap
 
     def broken(*args, **kwargs):
         raise RuntimeError("preview renderer exploded")
 
-    monkeypatch.setattr(agriseg.fieldmap, "render_preview", broken)
+    monkeypatch.setattr(agriseg.jobs.fieldmap, "render_preview", broken)
     r = run("map", SAMPLES / "field_small.tif", "-m", make_checkpoint(patch_px=128),
             "-o", tmp_path / "out")
     assert r.exit_code == 0, r.output

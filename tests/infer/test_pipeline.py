@@ -7,7 +7,6 @@ import torch
 
 from agriseg.infer.pipeline import predict_raster
 from agriseg.models.checkpoint import load_checkpoint
-from agriseg.raster.reader import normalize
 
 
 def whole_image_mask(ckpt, data, valid=None):
@@ -15,7 +14,7 @@ def whole_image_mask(ckpt, data, valid=None):
     model, card = load_checkpoint(ckpt)
     if valid is None:
         valid = np.ones(data.shape[1:], dtype=bool)
-    x = torch.from_numpy(normalize(data, valid, card.normalization))[None]
+    x = torch.from_numpy(card.normalization.apply(data, valid))[None]
     with torch.inference_mode():
         logits = model(x)[0]
     mask = logits.argmax(0).numpy().astype(np.uint8)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from agriseg.errors import CheckpointError, InputNotFoundError, RasterError
+from agriseg.errors import InputNotFoundError, RasterError
 from agriseg.raster.info import describe_raster, format_info
 
 
@@ -151,50 +151,6 @@ def test_tags_reported_classes_first(make_raster, tmp_path):
     assert text.index('classes=["soil"') < text.index("survey=2024-05")
 
 
-def test_model_fits(make_raster, make_checkpoint):
-    raster = make_raster(descriptions=["red", "green", "blue"])
-    info = describe_raster(raster, model=make_checkpoint(patch_px=64))
-    assert info["model"]["bands"] == ["red", "green", "blue"]
-    assert info["model"]["classes"] == ["soil", "crop", "weed"]
-    assert info["model"]["arch"]["arch"] == "pixel"
-    assert (info["model"]["patch_px"], info["model"]["pixel_size_m"]) == (64, 0.01)
-    assert info["fit"] == {"fits": True, "bands": [1, 2, 3],
-                           "band_names": ["red", "green", "blue"], "problems": [],
-                           "warnings": []}
-    text = format_info(info)
-    assert "fits: yes (bands 1 (red), 2 (green), 3 (blue))" in text
-    assert "  classes:    soil, crop, weed" in text
-
-
-def test_model_selects_bands_by_name(make_raster, make_checkpoint):
-    raster = make_raster(count=4, descriptions=["nir", "red", "green", "blue"])
-    info = describe_raster(raster, model=make_checkpoint())
-    assert info["fit"]["fits"] is True
-    assert info["fit"]["bands"] == [2, 3, 4]
-    assert info["fit"]["band_names"] == ["red", "green", "blue"]
-
-
-def test_model_explicit_bands(make_raster, make_checkpoint):
-    raster = make_raster(count=4)
-    info = describe_raster(raster, model=make_checkpoint(), bands=[3, 2, 1])
-    assert info["fit"]["fits"] is True and info["fit"]["bands"] == [3, 2, 1]
-    bad = describe_raster(raster, model=make_checkpoint("m2.safetensors"), bands=[1, 9, 2])
-    assert bad["fit"]["fits"] is False
-    assert "band 9 does not exist" in bad["fit"]["problems"][0]
-
-
-def test_model_dtype_problem_and_pixel_size_warning(make_raster, make_checkpoint):
-    raster = make_raster(dtype="uint16", pixel_size=0.05, descriptions=["red", "green", "blue"])
-    info = describe_raster(raster, model=make_checkpoint(dtype="uint8"))
-    fit = info["fit"]
-    assert fit["fits"] is False
-    assert len(fit["problems"]) == 1 and "data type uint16" in fit["problems"][0]
-    assert len(fit["warnings"]) == 1 and "pixel size 0.05 m is 5x" in fit["warnings"][0]
-    text = format_info(info)
-    assert "fits: no\n  problem: data type uint16 does not fit the model" in text
-    assert "  warning: pixel size 0.05 m" in text
-
-
 def test_bad_inputs_raise_agriseg_errors(tmp_path, make_raster):
     with pytest.raises(InputNotFoundError, match="not found"):
         describe_raster(tmp_path / "missing.tif")
@@ -202,7 +158,3 @@ def test_bad_inputs_raise_agriseg_errors(tmp_path, make_raster):
     text.write_text("not a raster")
     with pytest.raises(RasterError, match="not a readable raster"):
         describe_raster(text)
-    pickle = tmp_path / "model.pt"
-    pickle.write_bytes(b"\x80\x04\x95fake pickle")
-    with pytest.raises(CheckpointError, match="never unpickles"):
-        describe_raster(make_raster(), model=pickle)

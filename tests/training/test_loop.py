@@ -10,8 +10,8 @@ from conftest import write_raster
 from safetensors.torch import load_file
 
 from agriseg.models.checkpoint import load_checkpoint, read_card
-from agriseg.train.config import load_config
-from agriseg.train.loop import train
+from agriseg.training.config import load_config
+from agriseg.training.loop import train
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_tiles"
 TINY_ARCH = "{arch: unet, encoder_name: resnet18, encoder_depth: 3, decoder_channels: [16, 8, 8]}"
@@ -94,8 +94,8 @@ def test_default_model_ships_with_the_package():
 
 def test_default_model_maps_a_sample_tile_well(tmp_path):
     """`agriseg map` without --model, on the sample tile held out from its training."""
-    from agriseg.fieldmap import map_field
-    from agriseg.train.metrics import ConfusionMatrix
+    from agriseg.jobs.fieldmap import map_field
+    from agriseg.metrics import ConfusionMatrix
 
     r = map_field(SAMPLES / "field_small.tif", tmp_path / "out")
     assert r.summary["model"]["name"] == "agriseg-default"

@@ -4,7 +4,7 @@ compared with the labels pixel by pixel.
 Each image is predicted with :func:`~agriseg.infer.pipeline.predict_raster` (so the score is the
 score of what ``predict`` would deliver, seams and blending included) into a temporary mask,
 which is then read back strip by strip beside the labels (any grid, CRS or polygons, through
-:func:`~agriseg.raster.labels.open_labels`) into a confusion matrix. Memory stays bounded by a
+:func:`~agriseg.vector.labels.open_labels`) into a confusion matrix. Memory stays bounded by a
 strip, never the raster. Unknown labels (255) and image no-data (mask 255) are not counted.
 """
 
@@ -23,18 +23,20 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
+from agriseg.constants import NODATA
 from agriseg.errors import RasterError
+from agriseg.metrics import ConfusionMatrix
 from agriseg.models.card import ModelCard
 from agriseg.outputs import atomic_output, check_output
-from agriseg.raster.labels import LABEL_NODATA, LabelReader, open_labels
-from agriseg.train.metrics import ConfusionMatrix
-from agriseg.train.samples import PathsArg, pair_samples
+from agriseg.raster.labels import LabelReader
+from agriseg.samples import PathsArg, pair_samples
+from agriseg.vector.labels import open_labels
 
 log = logging.getLogger("agriseg")
 
 
 def pair_inputs(images: PathsArg, labels: PathsArg) -> list[tuple[Path, Path]]:
-    """``(image, labels)`` pairs by :func:`~agriseg.train.samples.pair_samples`'s rule."""
+    """``(image, labels)`` pairs by :func:`~agriseg.samples.pair_samples`'s rule."""
     return [(s.image, s.labels) for s in pair_samples(images, labels)]
 
 
@@ -48,7 +50,7 @@ def evaluate_model(model: str | os.PathLike | None, images: PathsArg, labels: Pa
 
     Returns ``{"model", "classes", "overall", "per_image", "pixels", "seconds", ...}`` where
     ``overall`` and each ``per_image`` entry hold
-    :meth:`~agriseg.train.metrics.ConfusionMatrix.compute`'s metrics, with undefined values
+    :meth:`~agriseg.metrics.ConfusionMatrix.compute`'s metrics, with undefined values
     (NaN) as ``None``. With ``out_json`` the result is also written there, atomically.
     """
     from agriseg.models.checkpoint import load_checkpoint, read_card
@@ -61,7 +63,7 @@ def evaluate_model(model: str | os.PathLike | None, images: PathsArg, labels: Pa
     if out_json is not None:
         check_output(out_json, overwrite)
     net, card = load_checkpoint(model)
-    total = ConfusionMatrix(card.num_classes, ignore_index=LABEL_NODATA)
+    total = ConfusionMatrix(card.num_classes, ignore_index=NODATA)
     per_image = []
     with tempfile.TemporaryDirectory(prefix="agriseg-evaluate-") as tmp:
         for i, (image, label) in enumerate(pairs):
@@ -96,9 +98,10 @@ def _evaluate_one(net: Any, card: ModelCard, image: Path, label: Path, mask_path
     from agriseg.infer.pipeline import predict_raster
     from agriseg.raster.io import open_raster
 
-    with open_raster(image) as src, open_labels(label, src, label_field=label_field) as lr:
+    with open_raster(image) as src, open_labels(label, src, label_field=label_field,
+                                                       classes=card.classes) as lr:
         predict_raster(image, net, mask_path, card=card, progress=progress, **predict_kw)
-        cm = ConfusionMatrix(card.num_classes, ignore_index=LABEL_NODATA)
+        cm = ConfusionMatrix(card.num_classes, ignore_index=NODATA)
         with rasterio.open(mask_path) as mask:
             strip = mask.block_shapes[0][0]
             for y0 in range(0, mask.height, strip):
@@ -114,7 +117,7 @@ def _evaluate_one(net: Any, card: ModelCard, image: Path, label: Path, mask_path
 
 def _read_truth(labels: LabelReader, window: Window, path: Path, card: ModelCard) -> np.ndarray:
     truth = labels.read(window)
-    known = truth[truth != LABEL_NODATA]
+    known = truth[truth != NODATA]
     if known.size and int(known.max()) >= card.num_classes:
         bad = int(known.max())
         names = ", ".join(f"{i} {c}" for i, c in enumerate(card.classes))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from agriseg.errors import ConfigError
-from agriseg.train.losses import SegmentationLoss, class_weights_from_counts
+from agriseg.training.losses import SegmentationLoss, class_weights_from_counts
 
 
 def batch(seed=0, n=2, c=3, h=8, w=9, ignore_frac=0.2):

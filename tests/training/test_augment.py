@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from agriseg.errors import ConfigError
-from agriseg.train.augment import LABEL_PAD, Augment, dihedral, zoom
+from agriseg.training.augment import NODATA, Augment, dihedral, zoom
 
 
 def blocky_pair(h=40, w=48, block=8, seed=0, corner=True):
@@ -60,7 +60,7 @@ def test_zoom_keeps_alignment_and_pads_with_unknown(factor):
     offset = (extra[0] // 2, extra[1] // 3)
     zi, zl = zoom(image, label, factor, offset)
     assert zi.shape == image.shape and zl.shape == label.shape and zl.dtype == label.dtype
-    pad = zl == LABEL_PAD
+    pad = zl == NODATA
     assert pad.any() == (factor < 1)
     assert np.all(zi[:, pad] == 0)
     # bilinear only mixes at class edges: wherever the 5x5 label neighbourhood is uniform (it
@@ -82,7 +82,7 @@ def test_zoom_samples_image_and_label_at_the_same_place(factor, axis):
     image = np.stack([coord, coord]).astype(np.float32)
     extra = round(h * factor) - h, round(w * factor) - w
     zi, zl = zoom(image, coord.astype(np.int64), factor, (extra[0] // 3, extra[1] // 2))
-    inside = zl != LABEL_PAD
+    inside = zl != NODATA
     assert np.abs(zi[0][inside] - zl[inside]).max() <= 0.5 + 1e-4
 
 
@@ -102,7 +102,7 @@ def test_full_augment_keeps_alignment_after_scale_jitter_and_flips():
     factors_seen = set()
     for seed in range(20):
         ti, tl = aug(image, label, np.random.default_rng(seed))
-        pad = tl == LABEL_PAD
+        pad = tl == NODATA
         factors_seen.add(bool(pad.any()))
         interior = _uniform(tl) & ~pad
         np.testing.assert_allclose(ti[0][interior] - 1, tl[interior], atol=1e-5)

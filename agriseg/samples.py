@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agriseg.errors import ConfigError, InputNotFoundError
-from agriseg.raster.labels import VECTOR_SUFFIXES, is_vector_path
+from agriseg.vector.labels import VECTOR_SUFFIXES, is_vector_path
 
 log = logging.getLogger("agriseg")
 

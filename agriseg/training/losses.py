@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agriseg.constants import NODATA
 from agriseg.errors import ConfigError
-
-IGNORE_INDEX = 255
 
 
 class SegmentationLoss(nn.Module):
@@ -33,7 +32,7 @@ class SegmentationLoss(nn.Module):
 
     def __init__(self, num_classes: int, ce_weight: float = 1.0, dice_weight: float = 1.0,
                  class_weights: Sequence[float] | None = None,
-                 ignore_index: int = IGNORE_INDEX, smooth: float = 1.0) -> None:
+                 ignore_index: int = NODATA, smooth: float = 1.0) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"a segmentation loss needs at least 2 classes, got {num_classes}")

@@ -17,17 +17,17 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
+from agriseg.constants import NODATA
 from agriseg.errors import ConfigError, ModelMismatchError, RasterError, VectorError
 from agriseg.raster.io import alpha_band, open_raster, select_bands
-from agriseg.raster.labels import (
+from agriseg.raster.labels import RasterLabels
+from agriseg.samples import Sample
+from agriseg.vector.labels import (
     DEFAULT_LABEL_FIELD,
-    LABEL_NODATA,
-    RasterLabels,
     is_vector_path,
     read_aoi_polygons,
     read_label_polygons,
 )
-from agriseg.train.samples import Sample
 
 log = logging.getLogger("agriseg")
 
@@ -43,23 +43,25 @@ def image_bands(src: rasterio.DatasetReader, bands: Sequence[str] | None) -> lis
 
 
 def validate_samples(samples: Sequence[Sample], *, bands: Sequence[str] | None,
-                     num_classes: int, label_field: str | None = None) -> None:
+                     num_classes: int, label_field: str | None = None,
+                     classes: Sequence[str] | None = None) -> None:
     """Raise the first problem found in ``samples`` (see the module docstring); else None.
 
-    ``label_field`` overrides each sample's own field. Without ``bands`` all images must have
-    the same number of data bands, since the model takes a fixed number of channels.
+    ``label_field`` overrides each sample's own field; ``classes`` (names in id order) lets
+    polygon labels name their classes instead of numbering them. Without ``bands`` all images
+    must have the same number of data bands, since the model takes a fixed number of channels.
     """
     if not samples:
         raise ConfigError("no training images given")
-    if not 1 <= num_classes <= LABEL_NODATA:
-        raise ConfigError(f"number of classes {num_classes} must be in 1..{LABEL_NODATA}")
+    if not 1 <= num_classes <= NODATA:
+        raise ConfigError(f"number of classes {num_classes} must be in 1..{NODATA}")
     counts: dict[int, str] = {}
     for s in samples:
         with open_raster(s.image) as src:
             counts.setdefault(len(image_bands(src, bands)), str(s.image))
             field = label_field or s.label_field
             if is_vector_path(s.labels):
-                _check_vector(s, src, field, num_classes)
+                _check_vector(s, src, field, num_classes, classes)
             else:
                 _check_raster(s, src, num_classes)
     if len(counts) > 1:
@@ -69,10 +71,10 @@ def validate_samples(samples: Sequence[Sample], *, bands: Sequence[str] | None,
 
 
 def _check_vector(s: Sample, src: rasterio.DatasetReader, field: str | None,
-                  num_classes: int) -> None:
+                  num_classes: int, classes: Sequence[str] | None) -> None:
     bounds = tuple(src.bounds)
     geoms, ids = read_label_polygons(s.labels, crs=src.crs, bounds=bounds,
-                                     label_field=field or DEFAULT_LABEL_FIELD)
+                                     label_field=field or DEFAULT_LABEL_FIELD, classes=classes)
     aoi = read_aoi_polygons(s.aoi, crs=src.crs, bounds=bounds) if s.aoi else []
     if not geoms and not aoi:
         crs_note = ""
@@ -127,7 +129,7 @@ def _max_class(lab: rasterio.DatasetReader) -> int | None:
         parts = iter([lab.read(1, out_shape=shape, resampling=Resampling.nearest)])
     top: int | None = None
     for data in parts:
-        keep = data != LABEL_NODATA
+        keep = data != NODATA
         if nodata is not None and not np.isnan(nodata):
             keep &= data != nodata
         if data.dtype.kind == "f":
@@ -137,7 +139,7 @@ def _max_class(lab: rasterio.DatasetReader) -> int | None:
             bad = (values < 0) | (values != np.round(values))
             if bad.any():
                 raise RasterError(f"{lab.name}: label value {values[bad][0]} is not a class id; "
-                                  f"labels must be integers 0..{LABEL_NODATA - 1}")
+                                  f"labels must be integers 0..{NODATA - 1}")
             top = max(int(values.max()), -1 if top is None else top)
     return top
 

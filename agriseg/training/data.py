@@ -28,16 +28,17 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from agriseg.constants import NODATA
 from agriseg.errors import ConfigError
 from agriseg.models.card import Normalization
 from agriseg.raster.grid import axis_positions
 from agriseg.raster.io import MaskSource, open_raster
-from agriseg.raster.labels import LABEL_NODATA, LabelReader, open_labels
-from agriseg.raster.reader import normalize
-from agriseg.train.checks import image_bands, validate_samples
-from agriseg.train.class_index import ClassIndex, build_class_index
-from agriseg.train.samples import Sample, pair_samples, split_samples
-from agriseg.train.stats import band_statistics
+from agriseg.raster.labels import LabelReader
+from agriseg.samples import Sample, pair_samples, split_samples
+from agriseg.training.checks import image_bands, validate_samples
+from agriseg.training.class_index import ClassIndex, build_class_index
+from agriseg.training.stats import band_statistics
+from agriseg.vector.labels import open_labels
 
 __all__ = ["Sample", "pair_samples", "split_samples", "validate_samples", "band_statistics",
            "WindowDataset", "FixedWindows"]
@@ -62,13 +63,15 @@ class _WindowReader(torch.utils.data.Dataset):
     """Shared by both datasets: lazy per-process handles and reading one window."""
 
     def __init__(self, samples: Sequence[Sample], *, patch_px: int, bands: Sequence[str] | None,
-                 normalization: Normalization, num_classes: int) -> None:
+                 normalization: Normalization, num_classes: int,
+                 classes: Sequence[str] | None = None) -> None:
         if not samples:
             raise ConfigError("no images to read windows from")
         if patch_px <= 0:
             raise ConfigError(f"patch size must be positive, got {patch_px}")
         self.samples = list(samples)
         self.patch_px, self.bands, self.num_classes = patch_px, bands, num_classes
+        self.classes = list(classes) if classes is not None else None  # names in polygon labels
         self.normalization = normalization
         self.shapes: list[tuple[int, int]] = []
         for s in self.samples:
@@ -94,7 +97,8 @@ class _WindowReader(torch.utils.data.Dataset):
             s = self.samples[k]
             src = self._stack.enter_context(open_raster(s.image))
             labels = self._stack.enter_context(open_labels(
-                s.labels, src, label_field=s.label_field, unlabelled=LABEL_NODATA, aoi=s.aoi))
+                s.labels, src, label_field=s.label_field, classes=self.classes,
+                unlabelled=NODATA, aoi=s.aoi))
             indexes = image_bands(src, self.bands)
             self._open[k] = _Open(src, labels, indexes, MaskSource.of(src, indexes))
         return self._open[k]
@@ -116,17 +120,17 @@ class _WindowReader(torch.utils.data.Dataset):
         win = Window(x0, y0, min(p, width - x0), min(p, height - y0))
         data = h.src.read(h.indexes, window=win)
         valid = h.mask.valid(h.src, data, h.indexes, win)
-        image = normalize(data, valid, self.normalization)
+        image = self.normalization.apply(data, valid)
         labels = h.labels.read(win).astype(np.int64)
-        labels[~valid] = LABEL_NODATA
-        bad = (labels != LABEL_NODATA) & (labels >= self.num_classes)
+        labels[~valid] = NODATA
+        bad = (labels != NODATA) & (labels >= self.num_classes)
         if bad.any():
             raise ConfigError(f"{self.samples[k].labels}: class id {labels[bad].max()} but the "
                               f"model has {self.num_classes} classes (0..{self.num_classes - 1})")
         ph, pw = p - image.shape[1], p - image.shape[2]
         if ph or pw:
             image = np.pad(image, ((0, 0), (0, ph), (0, pw)))
-            labels = np.pad(labels, ((0, ph), (0, pw)), constant_values=LABEL_NODATA)
+            labels = np.pad(labels, ((0, ph), (0, pw)), constant_values=NODATA)
         return image, labels
 
 
@@ -144,7 +148,7 @@ class WindowDataset(_WindowReader):
     An image is chosen with probability proportional to its area and a window placed uniformly
     inside it. With probability ``class_balance`` the window is instead placed around a pixel of
     a rare class (chosen inverse to its frequency among ``rare_classes``, by default every
-    class but 0), found through a :class:`~agriseg.train.class_index.ClassIndex` built once
+    class but 0), found through a :class:`~agriseg.training.class_index.ClassIndex` built once
     here. A window holding no labelled pixel is redrawn (up to 10 times). ``augment`` is called
     as ``augment(image, labels, rng)`` on numpy arrays (float32 ``(C, P, P)``, int64
     ``(P, P)``) with the item's generator and returns arrays or tensors.
@@ -154,9 +158,10 @@ class WindowDataset(_WindowReader):
                  bands: Sequence[str] | None = None, normalization: Normalization,
                  length: int, seed: int = 0, class_balance: float = 0.0,
                  augment: Augment | None = None, num_classes: int,
+                 classes: Sequence[str] | None = None,
                  rare_classes: Sequence[int] | None = None, cell_px: int | None = None) -> None:
         super().__init__(samples, patch_px=patch_px, bands=bands, normalization=normalization,
-                         num_classes=num_classes)
+                         num_classes=num_classes, classes=classes)
         if length <= 0:
             raise ConfigError(f"windows per epoch must be positive, got {length}")
         if not 0.0 <= class_balance <= 1.0:
@@ -213,7 +218,7 @@ class WindowDataset(_WindowReader):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         for _ in range(MAX_TRIES):
             image, labels = self.read(*self.draw(rng))
-            if (labels != LABEL_NODATA).any():
+            if (labels != NODATA).any():
                 break
         if self.augment is not None:
             image, labels = self.augment(image, labels, rng)
@@ -231,9 +236,9 @@ class FixedWindows(_WindowReader):
 
     def __init__(self, samples: Sequence[Sample], *, patch_px: int,
                  bands: Sequence[str] | None = None, normalization: Normalization,
-                 num_classes: int) -> None:
+                 num_classes: int, classes: Sequence[str] | None = None) -> None:
         super().__init__(samples, patch_px=patch_px, bands=bands, normalization=normalization,
-                         num_classes=num_classes)
+                         num_classes=num_classes, classes=classes)
         self.windows: list[tuple[int, int, int]] = []
         self._seen: list[tuple[int, int]] = []  # rows/cols at the top/left already scored
         for k, (height, width) in enumerate(self.shapes):
@@ -250,8 +255,8 @@ class FixedWindows(_WindowReader):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, labels = self.read(*self.windows[i])
         oy, ox = self._seen[i]
-        labels[:oy] = LABEL_NODATA
-        labels[:, :ox] = LABEL_NODATA
+        labels[:oy] = NODATA
+        labels[:, :ox] = NODATA
         return _tensors(image, labels)
 
 

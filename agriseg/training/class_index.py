@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
-from agriseg.raster.labels import LABEL_NODATA
+from agriseg.constants import NODATA
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,13 @@ def build_class_index(read_labels: Callable[[int, Window], np.ndarray],
         for y0 in range(0, height, cell_px):
             h = min(cell_px, height - y0)
             strip = read_labels(k, Window(0, y0, width, h))
-            padded = np.full((h, n_cells * cell_px), LABEL_NODATA, dtype=strip.dtype)
+            padded = np.full((h, n_cells * cell_px), NODATA, dtype=strip.dtype)
             padded[:, :width] = strip
             # (cells, h * cell_px): each row holds one cell's pixels in row-major order
             cells = padded.reshape(h, n_cells, cell_px).transpose(1, 0, 2).reshape(n_cells, -1)
             values, n = np.unique(strip, return_counts=True)
             for c, cnt in zip(values.tolist(), n.tolist(), strict=True):
-                if c == LABEL_NODATA or c >= num_classes:
+                if c == NODATA or c >= num_classes:
                     continue
                 counts[c] += cnt
                 hit = cells == c

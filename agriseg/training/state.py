@@ -17,7 +17,7 @@ import torch
 from agriseg.errors import CheckpointError, InputNotFoundError
 from agriseg.outputs import atomic_output
 
-FORMAT = "agriseg.train-state"
+FORMAT = "agriseg.training-state"
 
 
 def save_train_state(path: str | os.PathLike, optimizer: torch.optim.Optimizer,

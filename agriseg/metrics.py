@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from agriseg.constants import NODATA
 
 
 def _to_numpy(a: Any) -> np.ndarray:
@@ -28,7 +28,7 @@ class ConfusionMatrix:
     image no-data). Any other value outside ``0..num_classes-1`` is an error.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = NODATA) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes

@@ -23,15 +23,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from agriseg.constants import NODATA
 from agriseg.infer.devices import resolve_device
+from agriseg.metrics import ConfusionMatrix
 from agriseg.models.card import ModelCard
 from agriseg.models.checkpoint import save_checkpoint
 from agriseg.models.registry import create_model
 from agriseg.raster.io import band_names, open_raster, pixel_size_m
-from agriseg.train.augment import Augment
-from agriseg.train.checks import image_bands
-from agriseg.train.config import TrainConfig, save_config
-from agriseg.train.data import (
+from agriseg.training.augment import Augment
+from agriseg.training.checks import image_bands
+from agriseg.training.config import TrainConfig, save_config
+from agriseg.training.data import (
     FixedWindows,
     WindowDataset,
     band_statistics,
@@ -39,12 +41,10 @@ from agriseg.train.data import (
     split_samples,
     validate_samples,
 )
-from agriseg.train.losses import SegmentationLoss, class_weights_from_counts
-from agriseg.train.metrics import ConfusionMatrix
-from agriseg.train.state import load_train_state, save_train_state
+from agriseg.training.losses import SegmentationLoss, class_weights_from_counts
+from agriseg.training.state import load_train_state, save_train_state
 
 log = logging.getLogger("agriseg")
-IGNORE = 255
 
 
 @dataclass
@@ -91,7 +91,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = No
     loss_fn = SegmentationLoss(len(cfg.classes), ce_weight=cfg.loss.get("ce_weight", 1.0),
                                dice_weight=cfg.loss.get("dice_weight", 1.0),
                                class_weights=_class_weights(cfg, train_ds),
-                               ignore_index=IGNORE).to(device)
+                               ignore_index=NODATA).to(device)
     amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start, best, history = 0, {"miou": -1.0, "epoch": -1}, []
@@ -149,11 +149,11 @@ def _prepare(cfg: TrainConfig) -> dict[str, Any]:
         bands = list(cfg.bands or [names[i - 1] for i in image_bands(src, None)])
         dtype, pixel = src.dtypes[0], pixel_size_m(src)
     validate_samples(samples, bands=bands, num_classes=len(cfg.classes),
-                     label_field=cfg.label_field)
+                     label_field=cfg.label_field, classes=cfg.classes)
     norm = band_statistics(train_s, bands, seed=cfg.seed)
     augment = Augment.from_config(cfg.augment)
     kw = dict(patch_px=cfg.patch_px, bands=bands, normalization=norm,
-              num_classes=len(cfg.classes))
+              num_classes=len(cfg.classes), classes=cfg.classes)
     train_ds = WindowDataset(train_s, length=cfg.windows_per_epoch, seed=cfg.seed,
                              class_balance=cfg.class_balance, augment=augment, **kw)
     val_ds = FixedWindows(val_s or train_s, **kw)
@@ -193,7 +193,7 @@ def _class_weights(cfg: TrainConfig, train_ds) -> list[float] | None:
     counts = np.zeros(len(cfg.classes), dtype=np.int64)
     for i in range(min(len(train_ds), 64)):  # a sample of the epoch-0 windows is enough
         label = train_ds[i][1].numpy()
-        counts += np.bincount(label[label != IGNORE].ravel(), minlength=len(cfg.classes))
+        counts += np.bincount(label[label != NODATA].ravel(), minlength=len(cfg.classes))
     return [float(w) for w in class_weights_from_counts(counts)]
 
 
@@ -225,7 +225,7 @@ def _train_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, cfg, devi
 @torch.inference_mode()
 def _validate(model, val_ds, num_classes, device, amp, batch_size) -> dict[str, Any]:
     model.eval()
-    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE)
+    cm = ConfusionMatrix(num_classes, ignore_index=NODATA)
     loader = torch.utils.data.DataLoader(val_ds, batch_size=batch_size, shuffle=False)
     for image, label in loader:
         ctx = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()

@@ -12,7 +12,7 @@ from shapely import box
 
 from agriseg.errors import ConfigError, ModelMismatchError, RasterError, VectorError
 from agriseg.models.card import Normalization
-from agriseg.train.data import (
+from agriseg.training.data import (
     FixedWindows,
     Sample,
     WindowDataset,
@@ -111,6 +111,26 @@ def test_vector_and_raster_labels_give_the_same_targets(make_raster, tmp_path):
     assert len(fixed_v) == 9
     for (_, lv), (_, lr) in zip(fixed_v, fixed_r, strict=True):
         np.testing.assert_array_equal(lv, lr)
+
+
+def test_polygon_labels_may_name_their_classes(make_raster, tmp_path):
+    """A label field of names (any case) trains exactly like one of ids; checks catch typos."""
+    img = make_raster("img.tif", width=90, height=80)
+    ids = write_gpkg(tmp_path / "ids.gpkg")
+    named = [(g, ["", "Crop", "WEED"][c]) for g, c in POLYS]
+    names = write_gpkg(tmp_path / "names.gpkg", named, field="kind")
+    kw = dict(patch_px=32, normalization=NORM, num_classes=3)
+    by_id = pairs(FixedWindows([Sample(img, ids)], **kw))
+    by_name = pairs(FixedWindows([Sample(img, names, label_field="kind")],
+                                 classes=["soil", "crop", "weed"], **kw))
+    for (_, a), (_, b) in zip(by_id, by_name, strict=True):
+        np.testing.assert_array_equal(a, b)
+    check = dict(bands=["band1", "band2", "band3"], num_classes=3)
+    validate_samples([Sample(img, names, label_field="kind")],
+                     classes=["soil", "crop", "weed"], **check)
+    with pytest.raises(VectorError, match="'WEED' is not a class; valid names: soil, crop, wed"):
+        validate_samples([Sample(img, names, label_field="kind")],
+                         classes=["soil", "crop", "wed"], **check)
 
 
 def test_uncovered_polygon_pixels_are_ignored_unless_inside_the_aoi(make_raster, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agriseg.train.metrics import ConfusionMatrix, format_table
+from agriseg.metrics import ConfusionMatrix, format_table
 
 # rows = truth, columns = prediction
 HAND = np.array([[5, 1, 0],

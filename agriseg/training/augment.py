@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from agriseg.constants import NODATA
 from agriseg.errors import ConfigError
 
-LABEL_PAD = 255  # label of pixels padded in by zooming out: "unknown", ignored by the losses
 IMAGE_PAD = 0.0  # image value of padded pixels: the band mean after normalization
 
 
@@ -78,7 +78,7 @@ def zoom(image: np.ndarray, label: np.ndarray, factor: float, offset: tuple[int,
     if not inside.all():
         out[:, ~inside] = IMAGE_PAD
         lab = lab.copy()
-        lab[~inside] = LABEL_PAD
+        lab[~inside] = NODATA
     return out.astype(np.float32, copy=False), lab
 
 

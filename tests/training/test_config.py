@@ -1,7 +1,7 @@
 import pytest
 
 from agriseg.errors import ConfigError, InputNotFoundError
-from agriseg.train.config import TrainConfig, load_config, save_config
+from agriseg.training.config import TrainConfig, load_config, save_config
 
 
 def test_yaml_and_overrides(tmp_path):

@@ -31,12 +31,14 @@ from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 from tqdm import tqdm
 
+from agriseg.constants import NODATA
 from agriseg.errors import ConfigError
 from agriseg.outputs import atomic_dir
 from agriseg.raster.grid import PatchGrid, default_overlap, make_grid
 from agriseg.raster.io import MaskSource, check_band_indexes, open_raster
-from agriseg.raster.labels import LABEL_NODATA, LabelReader, iter_label_strips, open_labels
+from agriseg.raster.labels import LabelReader, iter_label_strips
 from agriseg.raster.reader import StripReader, cut_patch
+from agriseg.vector.labels import open_labels
 
 log = logging.getLogger("agriseg")
 
@@ -64,7 +66,8 @@ class TileResult:
 
 def cut_tiles(raster: str | os.PathLike, out_dir: str | os.PathLike, *, patch_px: int,
               overlap_px: int | None = None, labels: str | os.PathLike | None = None,
-              label_field: str | None = None, bands: Sequence[int] | None = None,
+              label_field: str | None = None, classes: Sequence[str] | None = None,
+              bands: Sequence[int] | None = None,
               overwrite: bool = False, progress: bool = False) -> TileResult:
     """Write the patches of ``raster`` (and of ``labels``) and their index to ``out_dir``.
 
@@ -72,7 +75,8 @@ def cut_tiles(raster: str | os.PathLike, out_dir: str | os.PathLike, *, patch_px
     ``labels/<same name>`` (uint8, 255 = unknown) when ``labels`` is given, and
     ``index.gpkg``; it appears only when complete. ``labels`` is a label raster on any grid
     (resampled by nearest) or a polygon file whose ``label_field`` (default ``class_id``) holds
-    class ids; pixels in no polygon are 0 (background). Label pixels where the image is no-data
+    class ids, or class names when ``classes`` (names in id order) is given; pixels in no
+    polygon are 0 (background). Label pixels where the image is no-data
     are 255. ``bands`` (1-based) selects image bands; default all.
     """
     t0 = time.perf_counter()
@@ -90,7 +94,8 @@ def cut_tiles(raster: str | os.PathLike, out_dir: str | os.PathLike, *, patch_px
         with atomic_dir(out_dir, overwrite) as tmp, contextlib.ExitStack() as stack:
             lab = None
             if labels is not None:
-                lab = stack.enter_context(open_labels(labels, src, label_field=label_field))
+                lab = stack.enter_context(open_labels(labels, src, label_field=label_field,
+                                                     classes=classes))
                 (tmp / LABELS_DIR).mkdir()
             records = _write_patches(src, indexes, grid, tmp, Path(raster).stem, lab,
                                      progress)
@@ -131,7 +136,7 @@ def _write_patches(src: rasterio.DatasetReader, indexes: list[int], grid: PatchG
                 if label_strip is not None:
                     label_name = f"{LABELS_DIR}/{name}"
                     patch_labels = label_strip[:, x0:x0 + grid.read_w].copy()
-                    patch_labels[~valid] = LABEL_NODATA
+                    patch_labels[~valid] = NODATA
                     writer.write_labels(out / label_name, window, patch_labels, labels)
                 records.append(dict(
                     file=name, label_file=label_name, row=row.index, col=j, x_off=x0,
@@ -180,7 +185,7 @@ class PatchWriter:
     def write_labels(self, path: Path, window: Window, classes: np.ndarray,
                      labels: LabelReader) -> None:
         with self._open(path, window, driver="GTiff", count=1, dtype="uint8",
-                        nodata=LABEL_NODATA, compress="deflate") as dst:
+                        nodata=NODATA, compress="deflate") as dst:
             if labels.colormap:
                 dst.write_colormap(1, labels.colormap)
             dst.set_band_description(1, "class")

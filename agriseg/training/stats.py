@@ -21,8 +21,8 @@ from rasterio.windows import Window
 from agriseg.errors import RasterError
 from agriseg.models.card import Normalization
 from agriseg.raster.io import MaskSource, open_raster
-from agriseg.train.checks import image_bands
-from agriseg.train.samples import Sample
+from agriseg.samples import Sample
+from agriseg.training.checks import image_bands
 
 log = logging.getLogger("agriseg")
 

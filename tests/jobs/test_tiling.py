@@ -14,9 +14,9 @@ from rasterio.windows import Window
 from shapely import box, unary_union
 
 from agriseg.errors import OutputError, VectorError
+from agriseg.jobs.tiling import INDEX_FIELDS, cut_tiles
 from agriseg.raster.grid import make_grid
 from agriseg.raster.labels import iter_label_strips
-from agriseg.raster.tiles import INDEX_FIELDS, cut_tiles
 
 
 def read_index(out):
@@ -170,11 +170,31 @@ def test_bad_label_field_names_the_fields(make_raster, tmp_path):
     with pytest.raises(VectorError, match="class_id.*name"):
         cut_tiles(img_path, tmp_path / "t", patch_px=32, overlap_px=0, labels=gpkg,
                   label_field="klass")
-    with pytest.raises(VectorError, match="integers"):
+    with pytest.raises(VectorError, match="holds names.*no class list"):
         cut_tiles(img_path, tmp_path / "t", patch_px=32, overlap_px=0, labels=gpkg,
                   label_field="name")
+    with pytest.raises(VectorError, match=r"'crop' is not a class; valid names: soil, weed \("):
+        cut_tiles(img_path, tmp_path / "t", patch_px=32, overlap_px=0, labels=gpkg,
+                  label_field="name", classes=["soil", "weed"])
     assert not (tmp_path / "t").exists()
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
+def test_label_field_of_class_names(make_raster, tmp_path):
+    """Labelling tools write names: they map to ids by the class list, ignoring case."""
+    img_path = make_raster(width=100, height=80)
+    gpkg = write_polygons(tmp_path / "labels.gpkg")
+    gdf = gpd.read_file(gpkg)
+    gdf["name"] = ["Crop", "WEED"]
+    gdf.to_file(gpkg, layer="labels", driver="GPKG")
+    cut_tiles(img_path, tmp_path / "ids", patch_px=48, overlap_px=8, labels=gpkg)
+    cut_tiles(img_path, tmp_path / "names", patch_px=48, overlap_px=8, labels=gpkg,
+              label_field="name", classes=["soil", "crop", "weed"])
+    index = read_index(tmp_path / "ids")
+    by_id = assemble_labels(tmp_path / "ids", index, (80, 100))
+    by_name = assemble_labels(tmp_path / "names", index, (80, 100))
+    assert (by_id == 1).sum() == 400 and (by_id == 2).sum() == 15 * 65
+    np.testing.assert_array_equal(by_name, by_id)
 
 
 def test_raster_without_crs(make_raster, tmp_path, caplog, monkeypatch):

@@ -1,0 +1,12 @@
+"""Values every layer must agree on, defined once.
+
+``NODATA`` (255) is the class mask's no-data and the labels' "unknown": never a class, never a
+polygon, ignored by the losses and the metrics. Class ids are 0..254 and 0 is the background
+(soil). Input rasters are read in the ``SUPPORTED_DTYPES``, for which model cards record their
+normalization.
+"""
+
+NODATA = 255
+BACKGROUND = 0
+MAX_CLASS_ID = 254
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
