@@ -8,9 +8,12 @@ half-written raster where a user (or a cron job) would take it for a result.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,7 +78,13 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Like :func:`atomic_output` for a folder of outputs: fill a temporary folder, then rename."""
+    """Like :func:`atomic_output` for a folder of outputs: fill a temporary folder, then rename.
+
+    Without ``overwrite`` the folder must not exist when the block ends either: if another run
+    created it meanwhile, this run's result is discarded with an :class:`OutputError` and the
+    other run's folder is left as it is (the rename itself refuses to replace a folder that
+    has files, so there is no window in which one result silently replaces the other).
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: output folder exists; pass --overwrite to replace it")
@@ -83,28 +92,66 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         raise OutputError(f"{path}: exists and is not a folder")
     _check_writable_folder(path)
     parent = path.parent if str(path.parent) else Path(".")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+    tmp = _make_dir(parent, f".{path.name}.", ".part")
     try:
         yield tmp
-        _default_mode(tmp, 0o777)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+        if overwrite and path.exists():
+            old = _make_dir(parent, f".{path.name}.", ".old")
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, path)
+            _rename_new_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _rename_new_dir(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``, which must not exist (or be an empty folder)."""
+    try:
+        os.rename(tmp, path)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise
+        raise OutputError(f"{path}: another run wrote this output folder while this one was "
+                          f"working; its result was kept and this one discarded (pass "
+                          f"--overwrite to replace it)") from None
+
+
+def _make_dir(parent: Path, prefix: str, suffix: str) -> Path:
+    """A new uniquely named folder with the permissions ``mkdir`` gives under the umask
+    (``tempfile.mkdtemp`` would make it private, 0700)."""
+    for _ in range(100):
+        candidate = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise OutputError(f"{parent}: cannot create a temporary folder there")
+
+
 def _default_mode(p: Path, mode: int) -> None:
-    """Give a temporary file the permissions a plain ``open()`` would have (mkstemp uses 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """Give a file the permissions a plain ``open()`` would have (mkstemp uses 0600)."""
     if p.exists():
-        os.chmod(p, mode & ~umask)
+        os.chmod(p, mode & ~current_umask())
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting
+    it, which races with threads creating files meanwhile)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    with tempfile.TemporaryDirectory() as probe:  # no /proc: ask mkdir, which applies it
+        test = Path(probe) / "m"
+        test.mkdir(0o777)
+        return 0o777 & ~stat.S_IMODE(test.stat().st_mode)
 
 
 def _remove(p: Path) -> None:

@@ -33,3 +33,28 @@ def test_outputs_get_ordinary_permissions(tmp_path):
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_a_folder_written_meanwhile_by_another_run_is_not_replaced(tmp_path):
+    target = tmp_path / "field"
+    with pytest.raises(OutputError, match="another run"), atomic_dir(target) as d:
+        (d / "mine.txt").write_text("this run")
+        target.mkdir()  # the other run finishes first
+        (target / "theirs.txt").write_text("other run")
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field"]  # no leftovers
+    with atomic_dir(target, overwrite=True) as d:
+        (d / "mine.txt").write_text("this run")
+    assert [p.name for p in target.iterdir()] == ["mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field"]
+
+
+def test_umask_is_read_without_being_changed():
+    from agriseg.outputs import current_umask
+
+    old = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # still what it was
+    finally:
+        os.umask(old)

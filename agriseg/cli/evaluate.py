@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from agriseg.cli.options import (
@@ -16,42 +14,48 @@ from agriseg.cli.options import (
 )
 
 
-class _PathsOption(click.Option):
-    """A repeatable option that also takes several values after one flag.
+class _GreedyPathsCommand(click.Command):
+    """A command whose ``--images``/``--labels`` take every path up to the next option.
 
-    ``--images a.tif b.tif`` (what a shell glob expands to) and ``--images a.tif --images
-    b.tif`` both give ``("a.tif", "b.tif")``: values are taken until the next option.
+    ``--images a.tif b.tif`` (what a shell glob expands to) becomes ``--images a.tif --images
+    b.tif`` before click parses the arguments, so the options themselves are plain repeatable
+    (``multiple=True``) options and click's parser is used as documented.
     """
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, multiple=True, **kw)
+    greedy = ("--images", "--labels")
 
-    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
-        super().add_to_parser(parser, ctx)
-        for name in self.opts:  # click's parser is not public API: fall back to "multiple"
-            opt = getattr(parser, "_long_opt", {}).get(name) \
-                or getattr(parser, "_short_opt", {}).get(name)
-            if opt is None or not hasattr(opt, "process"):
-                continue
-            opt.process = self._greedy(opt.process, opt.dest)
-
-    @staticmethod
-    def _greedy(process: Any, dest: str) -> Any:
-        def greedy(value: Any, state: Any) -> None:
-            process(value, state)
-            while state.rargs and not state.rargs[0].startswith("-"):
-                state.opts[dest].append(state.rargs.pop(0))
-
-        return greedy
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread_values(args, self.greedy))
 
 
-@click.command("evaluate")
+def spread_values(args: list[str], greedy: tuple[str, ...]) -> list[str]:
+    """Repeat each option of ``greedy`` before every further value that follows it."""
+    out: list[str] = []
+    current: str | None = None  # the greedy option whose values are being read
+    first = False  # the next value is the option's own (no repeat needed)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        if arg.startswith("-") and arg != "-":
+            name, eq, _ = arg.partition("=")
+            current = name if name in greedy else None
+            first = not eq
+            out.append(arg)
+        elif current is not None:
+            out += [arg] if first else [current, arg]
+            first = False
+        else:
+            out.append(arg)
+    return out
+
+
+@click.command("evaluate", cls=_GreedyPathsCommand)
 @click.option("-m", "--model", "model_path", default=None, type=click.Path(dir_okay=False),
               help="Checkpoint (.safetensors) with its model card [default: the model "
                    "shipped with agriseg].")
-@click.option("--images", cls=_PathsOption, required=True, metavar="PATHS...",
+@click.option("--images", multiple=True, required=True, metavar="PATHS...",
               help="Image rasters: files, folders or quoted globs.")
-@click.option("--labels", cls=_PathsOption, required=True, metavar="PATHS...",
+@click.option("--labels", multiple=True, required=True, metavar="PATHS...",
               help="Label rasters (255 = unknown) or polygons: one per image in the same "
                    "order, a folder/glob matched by name (IMG_1.tif <-> IMG_1_labels.tif), or "
                    "one file for all images.")

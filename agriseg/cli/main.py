@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 import rasterio
+import rasterio.env
 
 from agriseg import __version__
 from agriseg.errors import AgrisegError
@@ -26,14 +27,48 @@ class _OneLineFormatter(logging.Formatter):
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    """``-q``: errors only; ``-v``: agriseg's info and debug lines; ``-vv``: also GDAL's own
+    debug messages (CPL_DEBUG), which rasterio passes on to its logger."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.WARNING)
-    log = logging.getLogger("agriseg")
-    log.handlers.clear()
+    _attach(logging.getLogger("agriseg"), level)
+    gdal = logging.getLogger("rasterio")
+    if verbose > 1 and not quiet:
+        _attach(gdal, logging.DEBUG)
+    else:  # rasterio's warnings keep Python's default route
+        gdal.handlers = [h for h in gdal.handlers if not getattr(h, "agriseg", False)]
+        gdal.propagate = True
+
+
+def _attach(log: logging.Logger, level: int) -> None:
+    log.handlers = [h for h in log.handlers if not getattr(h, "agriseg", False)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLineFormatter())
+    handler.agriseg = True  # type: ignore[attr-defined]
     log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """``-v``/``-q`` given after the command name (``agriseg map F -o D -q``) count too."""
+    if not value or ctx.resilient_parsing:
+        return
+    obj = ctx.find_root().ensure_object(dict)
+    if param.name == "quiet":
+        obj["quiet"] = True
+    else:
+        obj["verbose"] = obj.get("verbose", 0) + value
+    _setup_logging(obj.get("verbose", 0), obj.get("quiet", False))
+    if obj.get("verbose", 0) > 1:
+        rasterio.env.set_gdal_config("CPL_DEBUG", True)
+
+
+def verbosity_params() -> list[click.Option]:
+    """The group's ``-v``/``-q``, accepted by every command as well."""
+    return [click.Option(["-v", "--verbose"], count=True, expose_value=False,
+                         callback=_verbosity, help="More log output (-vv adds GDAL's debug)."),
+            click.Option(["-q", "--quiet"], is_flag=True, expose_value=False,
+                         callback=_verbosity, help="Only errors; no progress bars.")]
 
 
 class AgrisegGroup(click.Group):
@@ -51,7 +86,7 @@ class AgrisegGroup(click.Group):
 
 
 @click.group(cls=AgrisegGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for GDAL debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv adds GDAL's debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
 @click.version_option(__version__, prog_name="agriseg")
 @click.pass_context
@@ -68,6 +103,7 @@ def _register() -> None:
     from agriseg.cli import evaluate, info, map, models, predict, tile, train, vectorize
 
     for mod in (evaluate, info, map, models, predict, tile, train, vectorize):
+        mod.command.params.extend(verbosity_params())
         cli.add_command(mod.command)
 
 

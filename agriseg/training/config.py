@@ -49,6 +49,7 @@ class TrainConfig:
     early_stopping: int = 8
     max_minutes: float | None = None  # stop after the epoch that passes this wall-clock budget
     amp: bool = True
+    deterministic: bool = True  # deterministic kernels (and no cuDNN autotuning) while training
     device: str = "auto"
     num_workers: int = 0
     out_dir: str = "runs/agriseg"
@@ -95,6 +96,24 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not key=value (e.g. epochs=5)")
         _set(data, key.strip(), yaml.safe_load(raw) if raw else None)
+    return _from_dict(data)
+
+
+def resolve_config(config: TrainConfig | str | os.PathLike | dict[str, Any],
+                   overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A checked :class:`TrainConfig` from a config object, a YAML file or a dict of keys, with
+    ``overrides`` (whole keys: ``epochs=5``, ``arch={...}``) applied; relative paths in a dict
+    or the overrides are taken from the current folder."""
+    if isinstance(config, TrainConfig):
+        data = config.to_dict()
+    elif isinstance(config, dict):
+        data = dict(config)
+    else:
+        data = load_config(config).to_dict()
+    return _from_dict({**data, **(overrides or {})})
+
+
+def _from_dict(data: dict[str, Any]) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -1,8 +1,9 @@
 """Resumable training state as data: optimizer, scheduler, epoch and RNGs in safetensors+JSON.
 
-Pickled optimizer files can run code when loaded; here every tensor of the optimizer state goes
-into a safetensors file and everything else (hyper-parameters, scheduler counters, the epoch,
-the best score, numpy's RNG) into its JSON header, so ``--resume`` never unpickles anything.
+Pickled optimizer files can run code when loaded; here every tensor of the optimizer state and
+of the random generators (torch CPU and CUDA, NumPy's global one) goes into a safetensors file
+and everything else (hyper-parameters, scheduler counters, the epoch, the best score, Python's
+``random``) into its JSON header, so ``--resume`` never unpickles anything.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from agriseg.errors import CheckpointError, InputNotFoundError
 from agriseg.outputs import atomic_output
+from agriseg.training.rng import rng_state, set_rng_state
 
 FORMAT = "agriseg.training-state"
 
@@ -26,7 +28,7 @@ def save_train_state(path: str | os.PathLike, optimizer: torch.optim.Optimizer,
     from safetensors.torch import save_file
 
     opt = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    tensors, rng_values = rng_state()
     scalars: dict[str, dict[str, Any]] = {}
     for pid, st in opt["state"].items():
         for key, value in st.items():
@@ -36,14 +38,14 @@ def save_train_state(path: str | os.PathLike, optimizer: torch.optim.Optimizer,
                 scalars.setdefault(str(pid), {})[key] = value
     meta = {"format": FORMAT, "param_groups": opt["param_groups"], "scalars": scalars,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "info": info}
+            "rng": rng_values, "info": info}
     with atomic_output(path, overwrite=True) as tmp:
         save_file(tensors, str(tmp), metadata={"agriseg_train_state": json.dumps(meta)})
 
 
 def load_train_state(path: str | os.PathLike, optimizer: torch.optim.Optimizer,
                      scheduler: Any) -> dict[str, Any]:
-    """Restore optimizer/scheduler/torch RNG from ``path``; return the saved ``info``."""
+    """Restore optimizer, scheduler and every RNG from ``path``; return the saved ``info``."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -71,5 +73,5 @@ def load_train_state(path: str | os.PathLike, optimizer: torch.optim.Optimizer,
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"{path}: training state does not fit this model/config: {e}") \
             from None
-    torch.set_rng_state(tensors["rng.torch"])
+    set_rng_state(tensors, meta.get("rng", {}))
     return meta["info"]

@@ -10,7 +10,8 @@ longer reaches the current strip's last row. Memory holds a few strips plus the 
 and the output does not depend on the strip height (``tests/vector/test_polygonize.py``).
 
 Labelling and polygonizing a strip is independent of every other strip, so with ``workers``
-it runs in worker processes (geometries travel back as WKB) while this process joins seams:
+it runs in worker processes (started by a fork server, never forked from this process, which
+may hold torch's threads; geometries travel back as WKB) while this process joins seams:
 polygon building is per-polygon Python work that one core cannot hurry.
 """
 
@@ -141,9 +142,7 @@ def _map_ordered(strips, classes, connectivity, value_nodata, workers
             for y0, rows, values in strips:
                 yield polygonize_strip(y0, rows, values, classes, connectivity, value_nodata)
             return
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with cf.ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
             window: deque[cf.Future] = deque()
             for y0, rows, values in strips:
                 window.append(pool.submit(polygonize_strip, y0, rows, values, classes,
@@ -160,6 +159,21 @@ def _map_ordered(strips, classes, connectivity, value_nodata, workers
         last = p
     if last is not None:
         yield last, True
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Start workers from a clean server process, never by forking this one.
+
+    The caller may run torch's or GDAL's threads (``agriseg map`` vectorizes right after
+    inference); a fork copies their locks in whatever state they are, and a child can hang on
+    one. ``forkserver`` forks from a small process that has imported only this module (so a
+    worker starts in milliseconds); platforms without it spawn.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def _unwkb(future: cf.Future) -> StripPieces:

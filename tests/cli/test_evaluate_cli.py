@@ -184,3 +184,15 @@ def test_order_fallback_only_when_no_name_matches(tmp_path, caplog):
     assert "order" in caplog.text
     with pytest.raises(ConfigError, match="b.tif"):  # a matches by name, so b must too
         pair_inputs([files["a"], files["b"]], [files["a_labels"], files["x"]])
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--images", "a", "b", "--labels", "c", "-m", "m"],
+     ["--images", "a", "--images", "b", "--labels", "c", "-m", "m"]),
+    (["--images=a", "b", "--json"], ["--images=a", "--images", "b", "--json"]),
+    (["-m", "m", "--images", "a", "--", "b"], ["-m", "m", "--images", "a", "--", "b"]),
+])
+def test_several_paths_after_one_flag(args, expected):
+    from agriseg.cli.evaluate import spread_values
+
+    assert spread_values(args, ("--images", "--labels")) == expected

@@ -128,3 +128,20 @@ def test_geographic_training_raster_stores_metres_in_the_card(tmp_path):
         expected = pixel_size_m(src)
     assert 0.005 < expected < 0.02
     assert card.pixel_size_m == pytest.approx(expected, rel=1e-9)
+
+
+def test_train_takes_a_file_a_dict_or_a_config_with_overrides(squares, tmp_path, monkeypatch):
+    base = config(squares, tmp_path / "run", "epochs=1")
+    yaml_path = tmp_path / "c.yaml"
+    from agriseg.training.config import save_config
+
+    save_config(base, yaml_path)
+    monkeypatch.chdir(tmp_path)
+    r = train(yaml_path, epochs=1, out_dir="from_file", windows_per_epoch=8)
+    assert r.best_checkpoint == tmp_path / "from_file" / "best.safetensors"
+    assert len(r.history) == 1
+    as_dict = {k: v for k, v in base.to_dict().items()}
+    r2 = train(as_dict, out_dir="from_dict", windows_per_epoch=8)
+    assert r2.history == r.history  # same config, same seed: the same run
+    with pytest.raises(Exception, match="unknown training config keys"):
+        train(base, epochz=2)

@@ -108,3 +108,10 @@ def test_eight_connectivity_joins_diagonal_pixels():
     assert len(regions(mask, 2, connectivity=4)) == 3
     (r,) = regions(mask, 2, connectivity=8)
     assert r.geometry.area == 3
+
+
+def test_workers_are_never_forked_from_the_caller():
+    """The caller may hold torch/GDAL threads: a fork could copy a held lock."""
+    from agriseg.vector.polygonize import worker_context
+
+    assert worker_context().get_start_method() in ("forkserver", "spawn")
