@@ -3,10 +3,13 @@
 ``NODATA`` (255) is the class mask's no-data and the labels' "unknown": never a class, never a
 polygon, ignored by the losses and the metrics. Class ids are 0..254 and 0 is the background
 (soil). Input rasters are read in the ``SUPPORTED_DTYPES``, for which model cards record their
-normalization.
+normalization. The names of the blend modes and devices are here so options can be checked
+without importing the code that uses them.
 """
 
 NODATA = 255
 BACKGROUND = 0
 MAX_CLASS_ID = 254
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
+BLEND_MODES = ("hann", "crop")  # how overlapping patches are merged (agriseg.infer.blending)
+DEVICES = ("auto", "cpu", "cuda")  # where models run (agriseg.infer.devices)

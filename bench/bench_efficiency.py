@@ -16,7 +16,7 @@ import numpy as np
 
 from agriseg.infer.pipeline import iter_batches, predict_raster
 from agriseg.infer.predictor import Predictor
-from agriseg.models.checkpoint import load_checkpoint
+from agriseg.models.checkpoint import Model, load_checkpoint
 from agriseg.models.registry import input_divisor
 from agriseg.raster.grid import make_grid
 from agriseg.raster.io import open_raster
@@ -49,7 +49,7 @@ def run(size: int = 4096, arch: str = "deeplabv3plus", encoder: str = "resnet18"
     for _ in range(repeats):
         pure.append(model_only_seconds(predictor, batches))
         t = time.perf_counter()
-        predict_raster(src, model, out, card=card, batch_size=batch_size, device="cpu",
+        predict_raster(src, out, model=Model(model, card), batch_size=batch_size, device="cpu",
                        overwrite=True)
         pipe.append(time.perf_counter() - t)
     best_pure, best_pipe = min(pure), min(pipe)

@@ -27,6 +27,7 @@ FORBIDDEN = {
     "constants": {"*"},
     "errors": {"*"},
     "outputs": {"*"},
+    "options": {"*"},
     "samples": {"models", "infer", "training", "jobs", "cli", "sampledata"},
 }
 ALWAYS_ALLOWED = {"constants", "errors"}

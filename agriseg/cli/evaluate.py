@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from agriseg.cli.options import (
@@ -12,6 +14,7 @@ from agriseg.cli.options import (
     overwrite_opt,
     patch_opts,
 )
+from agriseg.options import PredictOptions
 
 
 class _GreedyPathsCommand(click.Command):
@@ -60,8 +63,8 @@ def spread_values(args: list[str], greedy: tuple[str, ...]) -> list[str]:
                    "order, a folder/glob matched by name (IMG_1.tif <-> IMG_1_labels.tif), or "
                    "one file for all images.")
 @click.option("--label-field", default=None, metavar="NAME",
-              help="Integer attribute of the polygons holding the class id "
-                   "[default: class_id].")
+              help="Attribute of the polygons holding the class: integer ids or the model's "
+                   "class names [default: class_id].")
 @click.option("-o", "--output", "out_json", type=click.Path(dir_okay=False), default=None,
               help="Also write the metrics (overall and per image) to this JSON file.")
 @patch_opts
@@ -72,8 +75,7 @@ def spread_values(args: list[str], greedy: tuple[str, ...]) -> list[str]:
 @click.pass_context
 def command(ctx: click.Context, model_path: str | None, images: tuple[str, ...],
             labels: tuple[str, ...], label_field: str | None, out_json: str | None,
-            patch_px: int | None, overlap_px: int | None, batch_size: int, device: str,
-            blend: str, bands: list[int] | None, overwrite: bool, as_json: bool) -> None:
+            overwrite: bool, as_json: bool, **options: Any) -> None:
     """Predict IMAGES as ``predict`` does and compare with LABELS, pixel by pixel.
 
     Prints per-class IoU, F1, precision, recall and support, the mIoU (mean over classes
@@ -83,10 +85,10 @@ def command(ctx: click.Context, model_path: str | None, images: tuple[str, ...],
     from agriseg.jobs.evaluate import evaluate_model  # imports torch: only when run
     from agriseg.metrics import format_table
 
-    result = evaluate_model(model_path, list(images), list(labels), label_field=label_field,
-                            patch_px=patch_px, overlap_px=overlap_px, batch_size=batch_size,
-                            device=device, blend=blend, bands=bands, out_json=out_json,
-                            overwrite=overwrite, progress=not ctx.obj["quiet"])
+    result = evaluate_model(list(images), list(labels), model=model_path,
+                            options=PredictOptions(**options), label_field=label_field,
+                            out_json=out_json, overwrite=overwrite,
+                            progress=not ctx.obj["quiet"])
     if as_json:
         echo_json(result)
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from agriseg.cli.options import (
@@ -34,10 +36,7 @@ from agriseg.vector.export import FORMATS
 @json_opt
 @click.pass_context
 def command(ctx: click.Context, field: str, out_dir: str, model_path: str | None, fmt: str,
-            patch_px: int | None, overlap_px: int | None, batch_size: int, device: str,
-            blend: str, bands: list[int] | None, classes: list[str] | None,
-            min_area_m2: float, fill_holes_m2: float, simplify_m: float, connectivity: str,
-            crs: str | None, overwrite: bool, as_json: bool) -> None:
+            overwrite: bool, as_json: bool, **options: Any) -> None:
     """Map crops and weeds in FIELD: class mask, confidence, polygons and summary.json.
 
     OUTDIR gets mask.tif (COG), confidence.tif (COG), fields.<format>, summary.json and a
@@ -45,12 +44,8 @@ def command(ctx: click.Context, field: str, out_dir: str, model_path: str | None
     """
     from agriseg.jobs.fieldmap import map_field  # imports torch: only when run
 
-    r = map_field(field, out_dir, model=model_path, fmt=fmt, patch_px=patch_px,
-                  overlap_px=overlap_px, batch_size=batch_size, device=device, blend=blend,
-                  bands=bands, classes=classes, min_area_m2=min_area_m2,
-                  fill_holes_m2=fill_holes_m2, simplify_m=simplify_m,
-                  connectivity=int(connectivity), crs=crs, overwrite=overwrite,
-                  progress=not ctx.obj["quiet"])
+    r = map_field(field, out_dir, model=model_path, fmt=fmt, overwrite=overwrite,
+                  progress=not ctx.obj["quiet"], **options)
     s = r.summary
     if as_json:
         echo_json(s)

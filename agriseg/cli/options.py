@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from agriseg.infer.blending import BLEND_MODES
-from agriseg.infer.devices import DEVICES
+from agriseg.constants import BLEND_MODES, DEVICES
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None

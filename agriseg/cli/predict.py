@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from agriseg.cli.options import (
@@ -12,6 +14,7 @@ from agriseg.cli.options import (
     overwrite_opt,
     patch_opts,
 )
+from agriseg.options import PredictOptions
 
 
 @click.command("predict")
@@ -30,17 +33,13 @@ from agriseg.cli.options import (
 @json_opt
 @click.pass_context
 def command(ctx: click.Context, raster: str, model_path: str | None, output: str,
-            confidence: str | None, patch_px: int | None, overlap_px: int | None,
-            batch_size: int,
-            device: str, blend: str, bands: list[int] | None, overwrite: bool,
-            as_json: bool) -> None:
+            confidence: str | None, overwrite: bool, as_json: bool, **options: Any) -> None:
     """Label every pixel of RASTER with the model's classes."""
     from agriseg.infer.pipeline import predict_raster  # imports torch: only when run
 
-    result = predict_raster(raster, model_path, output, patch_px=patch_px,
-                            overlap_px=overlap_px, batch_size=batch_size, device=device,
-                            blend=blend, bands=bands, confidence=confidence,
-                            overwrite=overwrite, progress=not ctx.obj["quiet"])
+    result = predict_raster(raster, output, model=model_path, options=PredictOptions(**options),
+                            confidence=confidence, overwrite=overwrite,
+                            progress=not ctx.obj["quiet"])
     if as_json:
         echo_json(vars(result))
         return

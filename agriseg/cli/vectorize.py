@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from agriseg.cli.options import echo_json, format_area, json_opt, overwrite_opt, vector_opts
+from agriseg.options import VectorizeOptions
 from agriseg.vector.export import FORMATS
 from agriseg.vector.vectorize import vectorize_mask
 
@@ -14,7 +17,8 @@ from agriseg.vector.vectorize import vectorize_mask
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Polygon file; the format follows the suffix unless --format is given.")
 @click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), default=None,
-              help="Output format [default: from the suffix, else gpkg].")
+              help="Output format [default: from the suffix: .gpkg, .shp, .geojson, .fgb, "
+                   ".parquet].")
 @click.option("--confidence", type=click.Path(dir_okay=False), default=None,
               help="Confidence raster on the mask's grid: adds each polygon's mean_conf.")
 @click.option("--layer", default="fields", show_default=True, help="Layer name.")
@@ -23,18 +27,15 @@ from agriseg.vector.vectorize import vectorize_mask
 @json_opt
 @click.pass_context
 def command(ctx: click.Context, mask: str, output: str, fmt: str | None,
-            confidence: str | None, layer: str, classes: list[str] | None,
-            min_area_m2: float, fill_holes_m2: float, simplify_m: float, connectivity: str,
-            crs: str | None, overwrite: bool, as_json: bool) -> None:
+            confidence: str | None, layer: str, overwrite: bool, as_json: bool,
+            **options: Any) -> None:
     """Turn the class mask MASK into polygons with class, area (m², ha) and perimeter (m).
 
     Background (0) and no-data (255) never become polygons. Regions cut by the internal strip
     seams are merged, so the result is the same as one pass over the whole mask.
     """
-    r = vectorize_mask(mask, output, classes=classes, min_area_m2=min_area_m2,
-                       fill_holes_m2=fill_holes_m2, simplify_m=simplify_m,
-                       connectivity=int(connectivity), confidence=confidence, crs=crs,
-                       fmt=fmt, layer=layer, overwrite=overwrite,
+    r = vectorize_mask(mask, output, options=VectorizeOptions(**options),
+                       confidence=confidence, fmt=fmt, layer=layer, overwrite=overwrite,
                        progress=not ctx.obj["quiet"])
     if as_json:
         echo_json(vars(r))

@@ -19,8 +19,9 @@ from typing import Literal
 
 import numpy as np
 
+from agriseg.constants import BLEND_MODES
+
 BlendMode = Literal["hann", "crop"]
-BLEND_MODES: tuple[str, ...] = ("hann", "crop")
 
 
 def hann_window(n: int) -> np.ndarray:

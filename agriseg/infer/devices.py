@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from agriseg.constants import DEVICES
 from agriseg.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
 Device = Literal["auto", "cpu", "cuda"]
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> torch.device:

@@ -12,29 +12,29 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
-from torch import nn
 from tqdm import tqdm
 
-from agriseg.errors import ConfigError
-from agriseg.infer.blending import BLEND_MODES, BlendMode
+from agriseg.constants import NODATA
 from agriseg.infer.devices import resolve_device
 from agriseg.infer.predictor import Predictor, prefetch
-from agriseg.infer.stitcher import NODATA, FinishedRows, StripAccumulator
+from agriseg.infer.stitcher import FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
-from agriseg.models.checkpoint import load_checkpoint, read_card
+from agriseg.models.checkpoint import Model, load_model, read_card
 from agriseg.models.default import model_or_default
 from agriseg.models.fit import check_fit
 from agriseg.models.registry import input_divisor
+from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import check_output
 from agriseg.raster.grid import PatchGrid, default_overlap, make_grid
 from agriseg.raster.io import MaskSource, gdal_env, open_raster
-from agriseg.raster.reader import StripReader, cut_patch
+from agriseg.raster.reader import PatchRow, StripReader, cut_patch
 from agriseg.raster.writers import class_colormap, class_tags, cog_writer
 
 log = logging.getLogger("agriseg")
@@ -63,7 +63,7 @@ class PredictResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def iter_batches(reader: StripReader, grid: PatchGrid, card: ModelCard, batch_size: int
+def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, batch_size: int
                  ) -> Iterator[Batch]:
     """Normalized patches in grid order, ``batch_size`` at a time (batches may span rows)."""
     images: list[np.ndarray] = []
@@ -82,58 +82,103 @@ def iter_batches(reader: StripReader, grid: PatchGrid, card: ModelCard, batch_si
         yield Batch(np.stack(images), keys, row_valid)
 
 
-def predict_raster(raster: str | os.PathLike, model: str | os.PathLike | nn.Module | None,
-                   dst: str | os.PathLike, *, card: ModelCard | None = None,
-                   patch_px: int | None = None, overlap_px: int | None = None,
-                   batch_size: int = 8, device: str = "auto", blend: BlendMode = "hann",
-                   bands: Sequence[int] | None = None,
+def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
+                   model: str | os.PathLike | Model | None = None,
+                   options: PredictOptions | None = None,
                    confidence: str | os.PathLike | None = None, overwrite: bool = False,
-                   amp: bool = True, progress: bool = False) -> PredictResult:
-    """Predict a class mask for ``raster`` and write it to ``dst`` as a COG.
+                   progress: bool = False, **option_kw: Any) -> PredictResult:
+    """Predict a class mask for the raster ``src`` and write it to ``dst`` as a COG.
 
-    ``model`` is a checkpoint path (its card is read from it), a module with ``card``, or
-    None for the default model shipped with agriseg.
-    ``confidence`` optionally names a second COG of the winning class's softmax probability in
-    percent. Both outputs appear only when complete.
+    Parameters
+    ----------
+    src, dst
+        Input raster (any GDAL-readable file) and the class-mask GeoTIFF to write.
+    model
+        A checkpoint path, a :class:`~agriseg.models.checkpoint.Model` from
+        :func:`~agriseg.models.checkpoint.load_model`, or None for the default model.
+    options, **option_kw
+        :class:`~agriseg.options.PredictOptions`, and/or its fields as keywords
+        (``patch_px``, ``overlap_px``, ``batch_size``, ``device``, ``blend``, ``bands``, ``amp``).
+    confidence
+        Also write the winning class's probability (percent, uint8 COG) here.
+    overwrite, progress
+        Replace existing outputs; show a progress bar on stderr.
+
+    Returns
+    -------
+    PredictResult
+        Paths, size, patch grid, pixels per class, timings and warnings.
+
+    Raises
+    ------
+    AgrisegError
+        Missing or unreadable raster or checkpoint, a raster that does not fit the model, an
+        output that exists without ``overwrite``, a bad option. Both outputs appear only when
+        complete.
     """
     t0 = time.perf_counter()
-    if blend not in BLEND_MODES:
-        raise ConfigError(f"unknown blend mode {blend!r}; use one of {', '.join(BLEND_MODES)}")
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    resolve_device(device)  # fail before any work when CUDA is asked for but absent
+    opts = with_options(PredictOptions, options, option_kw)
+    resolve_device(opts.device)  # fail before any work when CUDA is asked for but absent
     dst = check_output(dst, overwrite)
     conf_path = check_output(confidence, overwrite) if confidence else None
-    if isinstance(model, nn.Module):
-        if card is None:
-            raise ValueError("a model passed as a module needs its card")
-    else:
-        model = model_or_default(model)
-        card = read_card(model)  # cheap header check before opening anything heavy
-    with open_raster(raster) as src, gdal_env(src):
-        fit = check_fit(src, card, bands)
-        fit.raise_for_problems(str(raster))
+    card = model.card if isinstance(model, Model) else read_card(model_or_default(model))
+    with open_raster(src) as ds, gdal_env(ds):
+        fit = check_fit(ds, card, opts.bands)
+        fit.raise_for_problems(str(src))
         for w in fit.warnings:
-            log.warning("%s: %s", raster, w)
-        if not isinstance(model, nn.Module):
-            model, card = load_checkpoint(model)
-        patch_px = patch_px or card.patch_px
-        if overlap_px is None:
-            overlap_px = default_overlap(patch_px)
-        grid = make_grid(src.height, src.width, patch_px, overlap_px, input_divisor(model))
-        predictor = Predictor(model, device=device, amp=amp)
-        reader = StripReader(src, fit.indexes, grid, MaskSource.of(src, fit.indexes))
-        acc = StripAccumulator(grid, card.num_classes, blend, confidence=conf_path is not None)
-        with MaskOutputs(src, card, dst, conf_path, overwrite) as outputs:
-            model_s = _run(grid, reader, card, batch_size, predictor, acc, outputs, progress)
-            outputs.write(acc.close())
-    counts = outputs.counts
+            log.warning("%s: %s", src, w)
+        net = model if isinstance(model, Model) else load_model(model)
+        grid = patch_grid(ds.height, ds.width, net, opts)
+        reader = StripReader(ds, fit.indexes, grid, MaskSource.of(ds, fit.indexes))
+        with MaskOutputs(ds, card, dst, conf_path, overwrite) as outputs:
+            model_s = run_patches(grid, reader, net, opts, outputs, conf_path is not None,
+                                  progress)
     return PredictResult(
         mask_path=dst, confidence_path=conf_path, width=grid.width, height=grid.height,
-        patches=len(grid), patch_px=max(grid.patch_h, grid.patch_w), overlap_px=overlap_px,
-        class_pixels={name: int(counts[i]) for i, name in enumerate(card.classes)},
-        nodata_pixels=int(counts[NODATA]), seconds=time.perf_counter() - t0,
-        model_seconds=model_s, warnings=fit.warnings)
+        patches=len(grid), patch_px=max(grid.patch_h, grid.patch_w), overlap_px=grid.overlap_px,
+        class_pixels=outputs.class_pixels(card), nodata_pixels=int(outputs.counts[NODATA]),
+        seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings)
+
+
+def patch_grid(height: int, width: int, model: Model, opts: PredictOptions) -> PatchGrid:
+    """The patch grid for a ``height`` x ``width`` image: the options' or the card's patch
+    size, 1/8 overlap by default, patches a multiple of the network's output stride."""
+    patch_px = opts.patch_px or model.card.patch_px
+    overlap_px = default_overlap(patch_px) if opts.overlap_px is None else opts.overlap_px
+    return make_grid(height, width, patch_px, overlap_px, input_divisor(model.net))
+
+
+def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], model: Model,
+                opts: PredictOptions, outputs: RowSink, confidence: bool,
+                progress: bool) -> float:
+    """Predict every patch of ``grid`` read by ``reader``, blend, and hand finished rows to
+    ``outputs``; returns the seconds spent in the model."""
+    predictor = Predictor(model.net, device=opts.device, amp=opts.amp)
+    acc = StripAccumulator(grid, model.card.num_classes, opts.blend, confidence=confidence)
+    model_s = 0.0
+    row = -1
+    bar = tqdm(total=len(grid), unit="patch", desc="predict", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    with bar:
+        batches = iter_batches(reader, grid, model.card, opts.batch_size)
+        for batch in prefetch(batches):
+            t = time.perf_counter()
+            logits = predictor(batch.images)
+            model_s += time.perf_counter() - t
+            for (i, j), patch_logits in zip(batch.keys, logits, strict=True):
+                if i != row:
+                    outputs.write(acc.start_row(i, batch.row_valid[i]))
+                    row = i
+                acc.add(i, j, patch_logits)
+            bar.update(len(batch.keys))
+    outputs.write(acc.close())
+    return model_s
+
+
+class RowSink(Protocol):
+    """Where finished rows go: the COG writers, or arrays in memory."""
+
+    def write(self, rows: Iterable[FinishedRows]) -> None: ...
 
 
 class MaskOutputs(contextlib.ExitStack):
@@ -178,24 +223,5 @@ class MaskOutputs(contextlib.ExitStack):
             if self.conf is not None:
                 self.conf.write(fin.y0, fin.confidence)
 
-
-def _run(grid: PatchGrid, reader: StripReader, card: ModelCard, batch_size: int,
-         predictor: Predictor, acc: StripAccumulator, outputs: MaskOutputs,
-         progress: bool) -> float:
-    """The main loop; returns the seconds spent in the model."""
-    model_s = 0.0
-    row = -1
-    bar = tqdm(total=len(grid), unit="patch", desc="predict", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
-    with bar:
-        for batch in prefetch(iter_batches(reader, grid, card, batch_size)):
-            t = time.perf_counter()
-            logits = predictor(batch.images)
-            model_s += time.perf_counter() - t
-            for (i, j), patch_logits in zip(batch.keys, logits, strict=True):
-                if i != row:
-                    outputs.write(acc.start_row(i, batch.row_valid[i]))
-                    row = i
-                acc.add(i, j, patch_logits)
-            bar.update(len(batch.keys))
-    return model_s
+    def class_pixels(self, card: ModelCard) -> dict[str, int]:
+        return {name: int(self.counts[i]) for i, name in enumerate(card.classes)}

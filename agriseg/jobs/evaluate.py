@@ -16,7 +16,6 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ from agriseg.constants import NODATA
 from agriseg.errors import RasterError
 from agriseg.metrics import ConfusionMatrix
 from agriseg.models.card import ModelCard
+from agriseg.models.checkpoint import Model
+from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import atomic_output, check_output
 from agriseg.raster.labels import LabelReader
 from agriseg.samples import PathsArg, pair_samples
@@ -35,72 +36,100 @@ from agriseg.vector.labels import open_labels
 log = logging.getLogger("agriseg")
 
 
-def pair_inputs(images: PathsArg, labels: PathsArg) -> list[tuple[Path, Path]]:
-    """``(image, labels)`` pairs by :func:`~agriseg.samples.pair_samples`'s rule."""
-    return [(s.image, s.labels) for s in pair_samples(images, labels)]
-
-
-def evaluate_model(model: str | os.PathLike | None, images: PathsArg, labels: PathsArg, *,
-                   label_field: str | None = None, patch_px: int | None = None,
-                   overlap_px: int | None = None, batch_size: int = 8, device: str = "auto",
-                   blend: str = "hann", bands: Sequence[int] | None = None,
+def evaluate_model(images: PathsArg, labels: PathsArg, *,
+                   model: str | os.PathLike | Model | None = None,
+                   options: PredictOptions | None = None, label_field: str | None = None,
                    out_json: str | os.PathLike | None = None, overwrite: bool = False,
-                   progress: bool = False) -> dict[str, Any]:
-    """Metrics of checkpoint ``model`` over ``images`` against ``labels``, overall and per image.
+                   progress: bool = False, **option_kw: Any) -> dict[str, Any]:
+    """Score a model over ``images`` against ``labels``, overall and per image.
 
-    Returns ``{"model", "classes", "overall", "per_image", "pixels", "seconds", ...}`` where
-    ``overall`` and each ``per_image`` entry hold
-    :meth:`~agriseg.metrics.ConfusionMatrix.compute`'s metrics, with undefined values
-    (NaN) as ``None``. With ``out_json`` the result is also written there, atomically.
+    Parameters
+    ----------
+    images, labels
+        Files, folders or globs. Images pair with labels by file name (``IMG_1.tif`` with
+        ``IMG_1_labels.tif``, ``IMG_1.gpkg``...) by the same rule as training
+        (:func:`~agriseg.samples.pair_samples`); one polygon file may label every image.
+        Labels are rasters (255 = unknown, any grid) or polygons.
+    model
+        A checkpoint path, a loaded :class:`~agriseg.models.checkpoint.Model`, or None for
+        the default model.
+    options, **option_kw
+        :class:`~agriseg.options.PredictOptions` and/or its fields as keywords: the images are
+        predicted exactly as ``predict`` would.
+    label_field
+        The polygons' class attribute (ids, or class names of the model).
+    out_json, overwrite, progress
+        Also write the result there (atomically); replace it; show progress bars.
+
+    Returns
+    -------
+    dict
+        ``{"model", "classes", "images", "pixels", "overall", "per_image", "params",
+        "seconds"}``; ``overall`` and each ``per_image`` entry hold
+        :meth:`~agriseg.metrics.ConfusionMatrix.compute`'s metrics (IoU, F1, precision,
+        recall, support, mIoU, pixel accuracy, confusion), undefined values as None.
+
+    Raises
+    ------
+    AgrisegError
+        Unpaired or ambiguous inputs, unreadable files, labels outside the model's classes.
     """
-    from agriseg.models.checkpoint import load_checkpoint, read_card
+    from agriseg.models.checkpoint import load_model, read_card
     from agriseg.models.default import model_or_default
 
     t0 = time.perf_counter()
-    model = model_or_default(model)
-    card = read_card(model)  # a bad checkpoint fails before anything else
-    pairs = pair_inputs(images, labels)
+    opts = with_options(PredictOptions, options, option_kw)
+    if not isinstance(model, Model):
+        read_card(model_or_default(model))  # a bad checkpoint fails before anything else
+    pairs = [(s.image, s.labels) for s in pair_samples(images, labels)]
     if out_json is not None:
         check_output(out_json, overwrite)
-    net, card = load_checkpoint(model)
-    total = ConfusionMatrix(card.num_classes, ignore_index=NODATA)
+    model = model if isinstance(model, Model) else load_model(model)
+    total = ConfusionMatrix(model.card.num_classes, ignore_index=NODATA)
     per_image = []
     with tempfile.TemporaryDirectory(prefix="agriseg-evaluate-") as tmp:
         for i, (image, label) in enumerate(pairs):
             t = time.perf_counter()
-            cm = _evaluate_one(net, card, image, label, Path(tmp) / f"mask_{i}.tif",
-                               label_field=label_field, patch_px=patch_px,
-                               overlap_px=overlap_px, batch_size=batch_size, device=device,
-                               blend=blend, bands=bands, progress=progress)
+            cm = _evaluate_one(model, image, label, Path(tmp) / f"mask_{i}.tif", opts,
+                               label_field, progress)
             total.merge(cm)
             metrics = cm.compute()
             log.info("%s: mIoU %.4f", image, metrics["miou"])
             per_image.append({"image": str(image), "labels": str(label),
                               "seconds": time.perf_counter() - t, **_json_safe(metrics)})
-    overall = _json_safe(total.compute())
-    result = {"model": str(model), "classes": list(card.classes), "images": len(pairs),
-              "pixels": overall["pixels"], "overall": overall, "per_image": per_image,
-              "params": {"patch_px": patch_px or card.patch_px, "overlap_px": overlap_px,
-                         "blend": blend, "label_field": label_field,
-                         "bands": list(bands) if bands else None},
-              "seconds": time.perf_counter() - t0}
+    result = _result(model, pairs, total, per_image, opts, label_field, t0)
     if out_json is not None:
         with atomic_output(out_json, overwrite) as tmp_json:
             tmp_json.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _evaluate_one(net: Any, card: ModelCard, image: Path, label: Path, mask_path: Path, *,
-                  label_field: str | None, progress: bool, **predict_kw: Any) -> ConfusionMatrix:
+def _result(model: Model, pairs: list, total: ConfusionMatrix, per_image: list,
+            opts: PredictOptions, label_field: str | None, t0: float) -> dict[str, Any]:
+    overall = _json_safe(total.compute())
+    return {"model": str(model.path), "classes": list(model.card.classes),
+            "images": len(pairs), "pixels": overall["pixels"], "overall": overall,
+            "per_image": per_image,
+            "params": {"patch_px": opts.patch_px or model.card.patch_px,
+                       "overlap_px": opts.overlap_px, "blend": opts.blend,
+                       "label_field": label_field,
+                       "bands": list(opts.bands) if opts.bands else None},
+            "seconds": time.perf_counter() - t0}
+
+
+def _evaluate_one(model: Model, image: Path, label: Path, mask_path: Path,
+                  opts: PredictOptions, label_field: str | None,
+                  progress: bool) -> ConfusionMatrix:
     """Predict ``image`` into ``mask_path`` and count it against ``label`` strip by strip."""
     import rasterio
 
     from agriseg.infer.pipeline import predict_raster
     from agriseg.raster.io import open_raster
 
+    card = model.card
     with open_raster(image) as src, open_labels(label, src, label_field=label_field,
-                                                       classes=card.classes) as lr:
-        predict_raster(image, net, mask_path, card=card, progress=progress, **predict_kw)
+                                                classes=card.classes) as lr:
+        predict_raster(image, mask_path, model=model, options=opts, progress=progress)
         cm = ConfusionMatrix(card.num_classes, ignore_index=NODATA)
         with rasterio.open(mask_path) as mask:
             strip = mask.block_shapes[0][0]

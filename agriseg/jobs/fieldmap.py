@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from typing import Any
 from agriseg import __version__
 from agriseg.errors import ModelMismatchError, first_line
 from agriseg.infer.pipeline import PredictResult, predict_raster
-from agriseg.models.checkpoint import read_card
+from agriseg.models.checkpoint import Model, read_card
 from agriseg.models.default import model_or_default
+from agriseg.options import PredictOptions, VectorizeOptions, split_options
 from agriseg.outputs import atomic_dir
 from agriseg.raster.io import open_raster, pixel_size_m, select_bands
 from agriseg.raster.preview import render_preview
@@ -45,37 +45,58 @@ class MapResult:
     summary: dict[str, Any]
 
 
-def map_field(raster: str | os.PathLike, out_dir: str | os.PathLike, *,
-              model: str | os.PathLike | None = None, fmt: str = "gpkg",
-              patch_px: int | None = None, overlap_px: int | None = None,
-              batch_size: int = 8, device: str = "auto",
-              blend: str = "hann", bands: Sequence[int] | None = None,
-              classes: Sequence[str | int] | None = None, min_area_m2: float = 0.0,
-              fill_holes_m2: float = 0.0, simplify_m: float = 0.0, connectivity: int = 4,
-              crs: str | None = None, overwrite: bool = False,
-              progress: bool = False) -> MapResult:
-    """Map one field: write the mask, confidence, polygons, summary and README to ``out_dir``."""
+def map_field(src: str | os.PathLike, out_dir: str | os.PathLike, *,
+              model: str | os.PathLike | Model | None = None,
+              predict_options: PredictOptions | None = None,
+              vector_options: VectorizeOptions | None = None, fmt: str = "gpkg",
+              overwrite: bool = False, progress: bool = False, **option_kw: Any) -> MapResult:
+    """Map one field: write the mask, confidence, polygons, summary and README to ``out_dir``.
+
+    Parameters
+    ----------
+    src
+        The field's raster (GeoTIFF orthomosaic or any GDAL-readable file).
+    out_dir
+        The folder to create; it appears only when everything in it is written.
+    model
+        A checkpoint path, a loaded :class:`~agriseg.models.checkpoint.Model`, or None for
+        the default model shipped with agriseg.
+    predict_options, vector_options, **option_kw
+        :class:`~agriseg.options.PredictOptions` and :class:`~agriseg.options.VectorizeOptions`,
+        and/or any of their fields as keywords (``batch_size=4, min_area_m2=0.01``).
+    fmt
+        Polygon format: gpkg (default), shp, geojson, fgb or parquet.
+    overwrite, progress
+        Replace an existing folder; show progress bars on stderr.
+
+    Returns
+    -------
+    MapResult
+        ``out_dir`` and the ``summary`` dict written to ``summary.json``.
+
+    Raises
+    ------
+    AgrisegError
+        Bad raster, checkpoint or option, a raster that does not fit the model, or an existing
+        folder without ``overwrite``. Nothing is left behind.
+    """
     t0 = time.perf_counter()
+    popts, vopts = split_options(option_kw, predict_options, vector_options)
     fmt = format_for(f"fields.{fmt}", fmt)
     polygons_name = f"fields{FORMATS[fmt].suffix}"
-    model = model_or_default(model)
-    card = read_card(model)  # fail on a bad checkpoint before creating anything
+    if not isinstance(model, Model):
+        model = model_or_default(model)
+    card = model.card if isinstance(model, Model) else read_card(model)  # fail early
     with atomic_dir(out_dir, overwrite) as tmp:
-        pred = predict_raster(raster, model, tmp / MASK_NAME, patch_px=patch_px,
-                              overlap_px=overlap_px, batch_size=batch_size, device=device,
-                              blend=blend, bands=bands, confidence=tmp / CONFIDENCE_NAME,
-                              progress=progress)
-        vec = vectorize_mask(tmp / MASK_NAME, tmp / polygons_name, classes=classes,
-                             min_area_m2=min_area_m2, fill_holes_m2=fill_holes_m2,
-                             simplify_m=simplify_m, connectivity=connectivity,
-                             confidence=tmp / CONFIDENCE_NAME, crs=crs, fmt=fmt,
-                             source=Path(raster).name, progress=progress)
-        params = dict(patch_px=pred.patch_px, overlap_px=pred.overlap_px,
-                      batch_size=batch_size, device=device, blend=blend, bands=bands,
-                      classes=classes, min_area_m2=min_area_m2, fill_holes_m2=fill_holes_m2,
-                      simplify_m=simplify_m, connectivity=connectivity, crs=crs, format=fmt)
-        preview = _try_preview(raster, tmp, card, bands, pred.warnings)
-        summary = build_summary(raster, model, card, pred, vec, params,
+        pred = predict_raster(src, tmp / MASK_NAME, model=model, options=popts,
+                              confidence=tmp / CONFIDENCE_NAME, progress=progress)
+        vec = vectorize_mask(tmp / MASK_NAME, tmp / polygons_name, options=vopts,
+                             confidence=tmp / CONFIDENCE_NAME, fmt=fmt,
+                             source=Path(src).name, progress=progress)
+        params = {**popts.summary(pred.patch_px, pred.overlap_px), **vopts.summary(),
+                  "format": fmt}
+        preview = _try_preview(src, tmp, card, popts.bands, pred.warnings)
+        summary = build_summary(src, model, card, pred, vec, params,
                                 polygons_name, time.perf_counter() - t0, preview)
         (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / README_NAME).write_text(folder_readme(polygons_name, vec.format, preview))
@@ -149,12 +170,9 @@ def _input_identity(raster) -> dict[str, Any]:
 
 
 def _model_identity(model, card) -> dict[str, Any]:
-    p = Path(model)
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"path": str(p.resolve()), "sha256": h.hexdigest(), "name": card.name,
+    p = model.path if isinstance(model, Model) else Path(model)
+    return {"path": str(p.resolve()) if p else None, "sha256": file_sha256(p) if p else None,
+            "name": card.name,
             "arch": card.arch, "bands": list(card.bands), "classes": list(card.classes),
             "dtype": card.dtype, "patch_px": card.patch_px, "pixel_size_m": card.pixel_size_m,
             "trained_with": card.agriseg_version, "metrics": card.metrics}
@@ -176,3 +194,11 @@ def folder_readme(polygons_name: str, fmt: str, preview: bool = True) -> str:
         text += (f"{PREVIEW_NAME}      quick look: the class map over the image (crop, "
                  "weed... tinted)\n")
     return text
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

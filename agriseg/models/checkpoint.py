@@ -8,6 +8,7 @@ the header alone, so ``agriseg info --model`` does not need to build the network
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -58,6 +59,44 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
         first = first_line(e)[:200]
         raise CheckpointError(f"{path}: weights do not match the model card: {first}") from None
     return model.eval(), card
+
+
+@dataclass(frozen=True)
+class Model:
+    """A network with its model card, ready to predict (what :func:`load_model` returns)."""
+
+    net: nn.Module
+    card: ModelCard
+    path: Path | None = None
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+               ) -> Model:
+    """Load a checkpoint (None: the default model shipped with agriseg) as a :class:`Model`.
+
+    Parameters
+    ----------
+    path
+        An agriseg ``.safetensors`` checkpoint. Nothing is unpickled and no code runs.
+    device
+        Where the weights are loaded (``cpu``, ``cuda``...).
+
+    Returns
+    -------
+    Model
+        ``net`` (an ``nn.Module`` in eval mode), ``card`` (bands, classes, normalization...)
+        and ``path``.
+
+    Raises
+    ------
+    AgrisegError
+        The file is missing, not an agriseg checkpoint, or its weights do not fit its card.
+    """
+    from agriseg.models.default import model_or_default
+
+    path = Path(model_or_default(path))
+    net, card = load_checkpoint(path, device)
+    return Model(net=net, card=card, path=path)
 
 
 def _read_metadata(path: Path) -> dict[str, str]:

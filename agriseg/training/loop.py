@@ -87,13 +87,36 @@ class RunState:
 def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: bool = False,
           stop_after: int | None = None, progress: bool = False,
           **overrides: Any) -> TrainResult:
-    """Train a model as ``config`` says; with ``resume``, continue from ``out_dir``'s last state.
+    """Train a segmentation model on labelled rasters, as ``config`` says.
 
-    ``config`` is a :class:`TrainConfig`, a YAML file or a dict of config keys; ``overrides``
-    replace keys (``epochs=5``, ``arch={...}``). ``stop_after`` ends this run after that many
-    epochs (a job with a time slot); a later ``resume`` carries on exactly where it stopped, as
-    if never interrupted. Resuming with a changed config (e.g. more epochs) keeps the saved
-    learning-rate schedule.
+    Parameters
+    ----------
+    config
+        A YAML file (relative paths in it are taken from its folder), a dict of config keys or
+        a :class:`~agriseg.training.config.TrainConfig`; configs/train/ has examples.
+    resume
+        Continue the run in ``out_dir`` from its last state (weights, optimizer, schedule,
+        RNGs), exactly as if it had never stopped. A changed config (e.g. more epochs) keeps
+        the saved learning-rate schedule.
+    stop_after
+        End this call after that many epochs (a job with a time slot); resume later.
+    progress
+        Progress bars on stderr.
+    **overrides
+        Config keys replacing the config's (``epochs=5``, ``out_dir="runs/x"``,
+        ``arch={"arch": "unet", "encoder_name": "resnet18"}``: whole values, not merged).
+
+    Returns
+    -------
+    TrainResult
+        Paths of ``best.safetensors`` and ``last.safetensors`` (ordinary agriseg checkpoints),
+        epochs run, the best epoch and its validation mIoU, the per-epoch history, seconds.
+
+    Raises
+    ------
+    AgrisegError
+        A bad config key or value, or an input problem (missing labels, bands, class ids
+        outside the class list...), always before training starts.
     """
     t0 = time.perf_counter()
     cfg = resolve_config(config, overrides)

@@ -13,9 +13,10 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from agriseg.constants import BACKGROUND, NODATA
 from agriseg.errors import ConfigError, RasterError
+from agriseg.options import VectorizeOptions, with_options
 from agriseg.raster.io import gdal_env, open_raster, pixel_size_m
 from agriseg.vector.attributes import class_names_from_tags, metric_area_perimeter
 from agriseg.vector.export import format_for, polygon_sink
@@ -49,54 +51,81 @@ class VectorizeResult:
 
 
 def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
-                   classes: Sequence[str | int] | None = None, min_area_m2: float = 0.0,
-                   fill_holes_m2: float = 0.0, simplify_m: float = 0.0, connectivity: int = 4,
-                   confidence: str | os.PathLike | None = None, crs: str | None = None,
-                   fmt: str | None = None, layer: str = "fields", source: str | None = None,
-                   overwrite: bool = False, strip_rows: int | None = None,
-                   workers: int | None = None, progress: bool = False) -> VectorizeResult:
+                   options: VectorizeOptions | None = None,
+                   confidence: str | os.PathLike | None = None, fmt: str | None = None,
+                   layer: str = "fields", source: str | None = None, overwrite: bool = False,
+                   strip_rows: int | None = None, workers: int | None = None,
+                   progress: bool = False, **option_kw: Any) -> VectorizeResult:
     """Polygonize the class mask ``mask`` and write the polygons to ``dst``.
 
-    ``classes`` (names or ids) selects what is exported (default: every class but background);
-    ``min_area_m2`` sieves smaller regions into their surroundings and ``fill_holes_m2`` fills
-    smaller background holes, both before polygonizing; ``simplify_m`` simplifies while
-    neighbouring polygons keep identical shared boundaries. ``confidence`` (a raster on the
-    mask's grid) adds each polygon's mean confidence. ``strip_rows`` defaults to about
-    2 Mpx per strip (512 rows at 4096 px wide), so memory stays flat for wide rasters too.
-    ``workers`` processes polygonize strips in parallel (default: one per core, up to 4, for
-    rasters of at least four strips; 0 runs everything in this process).
+    Parameters
+    ----------
+    mask, dst
+        A uint8 class mask (as ``predict`` writes it; 255 = no data) and the polygon file to
+        write; its format follows the suffix unless ``fmt`` (gpkg, shp, geojson, fgb,
+        parquet) is given.
+    options, **option_kw
+        :class:`~agriseg.options.VectorizeOptions` and/or its fields as keywords: ``classes``
+        to export (names or ids; default all but background), ``min_area_m2`` (sieve),
+        ``fill_holes_m2``, ``simplify_m`` (neighbours keep identical shared edges),
+        ``connectivity`` (4 or 8), ``crs`` (reproject on export).
+    confidence
+        A raster on the mask's grid: adds each polygon's mean (``mean_conf``).
+    layer, source
+        Layer name; the ``source`` attribute (default: the mask's file name).
+    overwrite, progress
+        Replace an existing output; show a progress bar on stderr.
+    strip_rows, workers
+        Rows per strip (default about 2 Mpx per strip, so memory stays flat for wide rasters
+        too); worker processes polygonizing strips (default one per core, up to 4, for rasters
+        of at least four strips; 0 runs everything in this process).
+
+    Returns
+    -------
+    VectorizeResult
+        Path, format, polygon count, and per class: polygons and area in m².
+
+    Raises
+    ------
+    AgrisegError
+        Not a class mask, unknown class, bad option, output exists without ``overwrite``.
     """
     t0 = time.perf_counter()
+    opts = with_options(VectorizeOptions, options, option_kw)
     fmt = format_for(dst, fmt)
-    _check_options(min_area_m2, fill_holes_m2, simplify_m, connectivity, strip_rows)
-    stats = _Stats()
+    if strip_rows is not None and strip_rows < 1:
+        raise ConfigError(f"strip rows must be >= 1, got {strip_rows}")
     with open_raster(mask) as src, gdal_env(src):
         _check_mask(src)
         names = class_names_from_tags(src.tags(), list(range(NODATA)))
-        export = _select(classes, names)
-        px_area = _pixel_area_m2(src)
         strip_rows = strip_rows or auto_strip_rows(src.width)
-        frame = functools.partial(_to_frame, src=src, names=names,
-                                  with_conf=confidence is not None, simplify_m=simplify_m,
-                                  source=source or Path(mask).name)
         if workers is None:  # processes pay off once there are a few strips to share out
             workers = min(os.cpu_count() or 1, 4) if src.height >= 4 * strip_rows else 0
-        regions = _regions(src, confidence, export, connectivity, _px(min_area_m2, px_area),
-                           _px(fill_holes_m2, px_area), strip_rows, workers, progress)
-        # coverage simplification needs the whole coverage; otherwise stream in chunks
-        limit = None if simplify_m > 0 else CHUNK_POLYGONS
-        chunks = _chunked(regions, limit)
-        with polygon_sink(dst, source_crs=src.crs, fmt=fmt, layer=layer, crs=crs,
+        regions = _regions(src, confidence, _select(opts.classes, names), opts, strip_rows,
+                           workers, progress)
+        frame = functools.partial(_to_frame, src=src, names=names,
+                                  with_conf=confidence is not None, simplify_m=opts.simplify_m,
+                                  source=source or Path(mask).name)
+        with polygon_sink(dst, source_crs=src.crs, fmt=fmt, layer=layer, crs=opts.crs,
                           overwrite=overwrite) as write:
-            for chunk in chunks:
-                gdf = frame(chunk)
-                stats.add(gdf)
-                write(gdf)
-            if not stats.polygons:
-                write(frame(Regions.concat([])))  # an empty layer, with its schema
+            stats = _write_chunks(regions, frame, write, opts.simplify_m)
     return VectorizeResult(path=Path(dst), format=fmt, polygons=stats.polygons,
                            polygons_per_class=stats.count, area_m2_per_class=stats.area,
                            seconds=time.perf_counter() - t0)
+
+
+def _write_chunks(regions: Iterator[Regions], frame: Callable[[Regions], gpd.GeoDataFrame],
+                  write: Callable[[gpd.GeoDataFrame], None], simplify_m: float) -> _Stats:
+    """Attribute and write the regions in chunks (one chunk when simplifying: coverage
+    simplification needs the whole coverage); an empty layer keeps its schema."""
+    stats = _Stats()
+    for chunk in _chunked(regions, None if simplify_m > 0 else CHUNK_POLYGONS):
+        gdf = frame(chunk)
+        stats.add(gdf)
+        write(gdf)
+    if not stats.polygons:
+        write(frame(Regions.concat([])))
+    return stats
 
 
 @dataclass
@@ -129,17 +158,6 @@ def _chunked(batches: Iterator[Regions], limit: int | None) -> Iterator[Regions]
 
 def auto_strip_rows(width: int) -> int:
     return max(16, min(1024, STRIP_PIXELS // max(width, 1)))
-
-
-def _check_options(min_area_m2, fill_holes_m2, simplify_m, connectivity, strip_rows) -> None:
-    for name, v in (("min-area", min_area_m2), ("fill-holes", fill_holes_m2),
-                    ("simplify", simplify_m)):
-        if not v >= 0:
-            raise ConfigError(f"--{name} must be >= 0, got {v}")
-    if connectivity not in (4, 8):
-        raise ConfigError(f"connectivity must be 4 or 8, got {connectivity}")
-    if strip_rows is not None and strip_rows < 1:
-        raise ConfigError(f"strip rows must be >= 1, got {strip_rows}")
 
 
 def _check_mask(src: rasterio.DatasetReader) -> None:
@@ -181,8 +199,11 @@ def _px(area_m2: float, px_area_m2: float) -> int:
     return int(np.ceil(area_m2 / px_area_m2 - 1e-9)) if area_m2 > 0 else 0
 
 
-def _regions(src, confidence, export, connectivity, min_px, fill_px, strip_rows, workers,
+def _regions(src, confidence, export, opts: VectorizeOptions, strip_rows, workers,
              progress) -> Iterator[Regions]:
+    px_area = _pixel_area_m2(src)
+    min_px, fill_px = _px(opts.min_area_m2, px_area), _px(opts.fill_holes_m2, px_area)
+    connectivity = opts.connectivity
     with contextlib.ExitStack() as stack:
         conf_src = None
         if confidence is not None:

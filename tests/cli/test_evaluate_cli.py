@@ -9,7 +9,12 @@ from cli_helpers import assert_bad_input, run
 from conftest import write_raster
 
 from agriseg.infer.pipeline import predict_raster
-from agriseg.jobs.evaluate import evaluate_model, pair_inputs
+from agriseg.jobs.evaluate import evaluate_model
+from agriseg.samples import pair_samples
+
+
+def pair_inputs(images, labels):
+    return [(s.image, s.labels) for s in pair_samples(images, labels)]
 
 W, H = 130, 90
 PATCH = ("--patch-size", 64, "--overlap", 16)
@@ -48,7 +53,7 @@ def scene(make_raster, tmp_path):
 
 
 def reference(img, ckpt, labels, out):
-    predict_raster(img, ckpt, out, patch_px=64, overlap_px=16, device="cpu")
+    predict_raster(img, out, model=ckpt, patch_px=64, overlap_px=16, device="cpu")
     with rasterio.open(out) as ds:
         mask = ds.read(1)
     return expected_confusion(mask, labels), mask
@@ -58,7 +63,7 @@ def test_evaluate_model_matches_predict_raster_vs_labels(scene, ckpt, tmp_path):
     refs = [reference(img, ckpt, arr, tmp_path / f"ref{i}.tif")
             for i, (img, _, arr) in enumerate(scene)]
     assert (refs[1][1] == 255).sum() == 20 * 30  # image no-data is not counted
-    result = evaluate_model(ckpt, [s[0] for s in scene], [s[1] for s in scene], patch_px=64,
+    result = evaluate_model([s[0] for s in scene], [s[1] for s in scene], model=ckpt, patch_px=64,
                             overlap_px=16, device="cpu", batch_size=4,
                             out_json=tmp_path / "m.json")
     for (expected, _), item in zip(refs, result["per_image"], strict=True):
@@ -89,7 +94,7 @@ def test_polygon_labels_for_all_images(make_raster, ckpt, tmp_path):
     truth = np.zeros((H, W), dtype=np.uint8)
     truth[20:60, 10:50] = 2
     expected, _ = reference(img, ckpt, truth, tmp_path / "ref.tif")
-    result = evaluate_model(ckpt, img, tmp_path / "plants.gpkg", label_field="kind",
+    result = evaluate_model(img, tmp_path / "plants.gpkg", model=ckpt, label_field="kind",
                             patch_px=64, overlap_px=16, device="cpu")
     assert np.array_equal(result["overall"]["confusion"], expected)
     assert result["overall"]["support"] == [W * H - 1600, 0, 1600]

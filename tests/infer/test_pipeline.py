@@ -34,7 +34,7 @@ def test_per_pixel_model_tiled_equals_whole_image(make_raster, make_checkpoint, 
         data = ds.read()
     expected, _ = whole_image_mask(ckpt, data)
     out = tmp_path / "mask.tif"
-    res = predict_raster(src, ckpt, out, patch_px=patch, overlap_px=overlap, batch_size=5,
+    res = predict_raster(src, out, model=ckpt, patch_px=patch, overlap_px=overlap, batch_size=5,
                          device="cpu", blend=blend)
     with rasterio.open(out) as ds:
         got = ds.read(1)
@@ -55,7 +55,7 @@ def test_real_smp_model_is_seam_free(make_raster, make_checkpoint, tmp_path):
     with rasterio.open(src) as ds:
         expected, _ = whole_image_mask(ckpt, ds.read())
     out = tmp_path / "mask.tif"
-    predict_raster(src, ckpt, out, patch_px=128, overlap_px=64, device="cpu")
+    predict_raster(src, out, model=ckpt, patch_px=128, overlap_px=64, device="cpu")
     with rasterio.open(out) as ds:
         got = ds.read(1)
     assert len(np.unique(expected)) >= 2
@@ -71,7 +71,7 @@ def test_georeferencing_and_nodata_are_kept(make_raster, make_checkpoint, tmp_pa
     src = make_raster(data=data, nodata=0, pixel_size=0.05)
     ckpt = make_checkpoint()
     out, conf = tmp_path / "m.tif", tmp_path / "c.tif"
-    res = predict_raster(src, ckpt, out, confidence=conf, patch_px=64, overlap_px=16)
+    res = predict_raster(src, out, model=ckpt, confidence=conf, patch_px=64, overlap_px=16)
     with rasterio.open(src) as s, rasterio.open(out) as m, rasterio.open(conf) as c:
         for ds in (m, c):
             assert ds.crs == s.crs and ds.transform == s.transform
@@ -103,7 +103,7 @@ def test_other_dtypes_with_nodata(make_raster, make_checkpoint, tmp_path, dtype,
     src = make_raster(data=data, nodata=nodata, descriptions=names)
     ckpt = make_checkpoint(bands=names, dtype=dtype, seed=11)
     out = tmp_path / "mask.tif"
-    predict_raster(src, ckpt, out, patch_px=32, overlap_px=8)
+    predict_raster(src, out, model=ckpt, patch_px=32, overlap_px=8)
     with rasterio.open(out) as ds:
         mask = ds.read(1)
     invalid = (data == nodata).all(axis=0) | np.isnan(data).all(axis=0)
@@ -120,7 +120,7 @@ def test_alpha_band_masks_pixels(make_raster, make_checkpoint, tmp_path):
     src = make_raster(data=data, alpha=True)
     ckpt = make_checkpoint()
     out = tmp_path / "mask.tif"
-    predict_raster(src, ckpt, out, patch_px=32, overlap_px=8)
+    predict_raster(src, out, model=ckpt, patch_px=32, overlap_px=8)
     with rasterio.open(out) as ds:
         mask = ds.read(1)
     assert (mask[:, :30] == 255).all() and (mask[:, 30:] != 255).all()
@@ -131,7 +131,7 @@ def test_output_is_a_valid_cog_with_colormap_and_class_names(make_raster, make_c
     src = make_raster(width=1100, height=900)
     ckpt = make_checkpoint()
     out = tmp_path / "mask.tif"
-    predict_raster(src, ckpt, out, patch_px=256, overlap_px=32)
+    predict_raster(src, out, model=ckpt, patch_px=256, overlap_px=32)
     with rasterio.open(out) as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert ds.profile["tiled"] and ds.block_shapes[0] == (512, 512)
@@ -167,7 +167,7 @@ def test_raster_smaller_than_a_patch_with_stride_32_model(make_raster, make_chec
     src = make_raster(width=w, height=h)
     ckpt = make_checkpoint(arch="fpn", encoder_name="resnet18", patch_px=128)
     out = tmp_path / "mask.tif"
-    res = predict_raster(src, ckpt, out, overlap_px=16)
+    res = predict_raster(src, out, model=ckpt, overlap_px=16)
     with rasterio.open(out) as ds:
         mask = ds.read(1)
     assert mask.shape == (h, w) and (mask < 3).all()
@@ -188,7 +188,7 @@ def test_real_field_photo_tiles_agree_with_whole_image(carrot_weed, make_checkpo
         dst.write(data)
     expected, _ = whole_image_mask(ckpt, data)
     out = tmp_path / "mask.tif"
-    predict_raster(sub, ckpt, out, overlap_px=64)
+    predict_raster(sub, out, model=ckpt, overlap_px=64)
     with rasterio.open(out) as ds:
         got = ds.read(1)
         assert ds.crs == crs and ds.transform == transform
@@ -203,7 +203,7 @@ def test_internal_mask_is_no_data(make_raster, make_checkpoint, tmp_path):
         m[:20, :50] = 0
         ds.write_mask(m)
     out = tmp_path / "mask.tif"
-    predict_raster(src, make_checkpoint(), out, patch_px=32, overlap_px=8)
+    predict_raster(src, out, model=make_checkpoint(), patch_px=32, overlap_px=8)
     with rasterio.open(out) as ds:
         mask = ds.read(1)
     assert (mask[:20, :50] == 255).all()
