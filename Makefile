@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make test-min`: the suite against the lowest version of every dependency pyproject.toml allows
+VENV_MIN ?= .venv-min
+MIN_STAMP := $(VENV_MIN)/.installed
+MIN_CONSTRAINTS := $(VENV_MIN)/constraints-min.txt
 
-.PHONY: install test lint demo bench samples weights clean
+.PHONY: install test test-min lint demo bench samples weights clean clean-min
 
 install: $(STAMP)
 
@@ -15,11 +19,24 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check agriseg tests bench
+	$(BIN)/ruff check agriseg tests bench tools
 	$(BIN)/python -m pytest -q
 
+# Manual (CI runs `make test`): pins each direct dependency, dev extra included, to its floor
+# with tools/min_constraints.py (needs Python >= 3.11 for tomllib) and runs pytest in $(VENV_MIN).
+test-min: $(MIN_STAMP)
+	$(VENV_MIN)/bin/python tools/min_constraints.py --report
+	$(VENV_MIN)/bin/python -m pytest -q
+
+$(MIN_STAMP): pyproject.toml tools/min_constraints.py
+	test -x $(VENV_MIN)/bin/python || $(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_MIN)/bin/python tools/min_constraints.py -o $(MIN_CONSTRAINTS)
+	$(VENV_MIN)/bin/python -m pip install --quiet -c $(MIN_CONSTRAINTS) -e ".[dev]"
+	touch $(MIN_STAMP)
+
 lint: $(STAMP)
-	$(BIN)/ruff check agriseg tests bench
+	$(BIN)/ruff check agriseg tests bench tools
 
 demo: $(STAMP)
 	$(BIN)/agriseg map sample_tiles/field_small.tif -o demo-output --overwrite \
@@ -40,3 +57,6 @@ samples: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/out
+
+clean-min:
+	rm -rf $(VENV_MIN)
