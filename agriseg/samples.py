@@ -1,4 +1,5 @@
-"""Which images train and which validate: pairing images with their labels, and the split.
+"""Which images go with which labels, and which train or validate: shared by training and
+evaluation (one pairing rule for both).
 
 Users bring a folder of GeoTIFFs and labels named after them (``IMG_1.tif`` with
 ``IMG_1_labels.tif``, ``IMG_1.tif`` in a labels folder, or ``IMG_1.gpkg``), or one polygon file
@@ -92,7 +93,7 @@ def pair_samples(images: PathsArg, labels: PathsArg | None, *, label_field: str 
     The one pairing rule of agriseg, used by training and evaluation alike:
 
     * ``images`` is a folder (its GeoTIFFs, minus files named like labels), a glob, or a list.
-    * ``labels`` None: look beside each image for ``<stem>_labels.tif`` / ``<stem>.gpkg``...
+    * ``labels`` None: look beside each image for ``<stem>_labels.tif``, ``<stem>.gpkg``, etc.
     * ``labels`` one file: it covers every image (a polygon layer or a label mosaic), unless it
       is a label raster named after one image of several, which is a count mismatch.
     * ``labels`` a folder, glob or list: each image takes the one label file whose name minus

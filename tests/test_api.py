@@ -67,3 +67,16 @@ def test_every_example_in_the_docs_runs(tmp_path, monkeypatch):
             exec(compile(block, f"docs/api.md example {i + 1}", "exec"), namespace)
         except Exception as e:
             raise AssertionError(f"docs/api.md example {i + 1} failed: {e!r}\n{block}") from e
+
+
+def test_info_and_vectorize_commands_load_no_torch(tmp_path):
+    """The CLI imports torch only for the commands that run a model."""
+    code = ("import sys; from agriseg.cli.main import cli; sys.argv = sys.argv[1:]\n"
+            "try:\n    cli()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    tiles = ROOT / "sample_tiles"
+    for args in (["info", tiles / "field_small.tif"],
+                 ["-q", "vectorize", tiles / "field_small_labels.tif", "-o",
+                  tmp_path / "f.gpkg"]):
+        subprocess.run([sys.executable, "-c", code, "agriseg", *map(str, args)], check=True,
+                       capture_output=True)

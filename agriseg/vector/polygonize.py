@@ -18,7 +18,10 @@ polygon building is per-polygon Python work that one core cannot hurry.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
+import sys
+import types
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -142,7 +145,8 @@ def _map_ordered(strips, classes, connectivity, value_nodata, workers
             for y0, rows, values in strips:
                 yield polygonize_strip(y0, rows, values, classes, connectivity, value_nodata)
             return
-        with cf.ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
+        with _main_not_reimported(), \
+                cf.ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
             window: deque[cf.Future] = deque()
             for y0, rows, values in strips:
                 window.append(pool.submit(polygonize_strip, y0, rows, values, classes,
@@ -174,6 +178,24 @@ def worker_context() -> multiprocessing.context.BaseContext:
         ctx.set_forkserver_preload([__name__])
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """Start workers without re-running the caller's ``__main__``.
+
+    A worker that is not forked from its parent re-imports the parent's main script, which
+    re-runs any top-level code of a script without an ``if __name__ == "__main__":`` guard,
+    and a script that calls ``agriseg.vectorize`` at the top level would then fail. The workers
+    need only this module (preloaded by the fork server), so while they start, ``__main__`` is
+    a bare module with nothing to re-import. Nothing outside agriseg runs meanwhile.
+    """
+    real = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = real
 
 
 def _unwkb(future: cf.Future) -> StripPieces:

@@ -115,3 +115,27 @@ def test_workers_are_never_forked_from_the_caller():
     from agriseg.vector.polygonize import worker_context
 
     assert worker_context().get_start_method() in ("forkserver", "spawn")
+
+
+def test_workers_start_from_a_script_without_a_main_guard(tmp_path):
+    """Workers that are not forked re-import the caller's main script unless prevented; a
+    plain top-level script calling vectorize must just work."""
+    import subprocess
+    import sys
+
+    from conftest import write_raster
+
+    mask = np.random.default_rng(0).integers(0, 3, (1, 64, 40)).astype(np.uint8)
+    write_raster(tmp_path / "m.tif", mask)
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from agriseg.vector.vectorize import vectorize_mask\n"
+        f"r = vectorize_mask({str(tmp_path / 'm.tif')!r}, {str(tmp_path / 'p.gpkg')!r}, "
+        "strip_rows=8, workers=2)\n"
+        "print('polygons', r.polygons)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("polygons") == 1  # the script ran once, not once per worker
+    single = regions(mask[0], 64)
+    assert f"polygons {len(single)}" in out.stdout
