@@ -1,8 +1,9 @@
 """The package's layers, checked on the source: what each part may import, lazily or not.
 
-raster/ is I/O and knows no models; vector/ builds on raster/; models/ know cards and networks,
-not rasters' jobs; jobs/ (field mapping, evaluation, tiling, info) combine layers and sit above
-them; only cli/ knows click; nothing the pipeline runs imports the sample-data generator.
+raster/ is I/O and knows no models; vector/ builds on raster/; models/ know cards and networks
+and read no rasters (whether a raster fits a card is infer/'s question); jobs/ (field mapping,
+evaluation, tiling, info) combine layers and sit above them; only cli/ knows click; nothing the
+pipeline runs imports the sample-data generator.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ FORBIDDEN = {
     "raster": {"models", "infer", "vector", "training", "jobs", "cli", "sampledata", "metrics",
                "samples"},
     "vector": {"models", "infer", "training", "jobs", "cli", "sampledata"},
-    "models": {"infer", "vector", "training", "jobs", "cli", "sampledata"},
+    "models": {"raster", "infer", "vector", "training", "jobs", "cli", "sampledata"},
     "infer": {"vector", "training", "jobs", "cli", "sampledata"},
     "training": {"jobs", "cli", "sampledata"},
     "jobs": {"cli", "sampledata", "training"},

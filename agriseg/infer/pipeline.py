@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from agriseg.constants import NODATA
 from agriseg.infer.devices import resolve_device
+from agriseg.infer.fit import check_fit
 from agriseg.infer.predictor import Predictor, prefetch
 from agriseg.infer.stitcher import FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
 from agriseg.models.checkpoint import Model, load_model, read_card
 from agriseg.models.default import model_or_default
-from agriseg.models.fit import check_fit
 from agriseg.models.registry import input_divisor
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import check_output

@@ -1,7 +1,7 @@
 """``agriseg info``: what is in a raster and, given a model, whether the raster fits it.
 
 A job above two layers: the raster's description (:mod:`agriseg.raster.info`) and the model
-card's fit check (:mod:`agriseg.models.fit`). Only the card is read from the checkpoint (no
+card's fit check (:mod:`agriseg.infer.fit`). Only the card is read from the checkpoint (no
 weights, no code), so this never builds a network.
 """
 
@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from agriseg.models.fit import check_fit, fit_lines
-from agriseg.raster.info import describe, format_info
+from agriseg.infer.fit import check_fit
+from agriseg.raster.info import describe, format_info, number_text
 from agriseg.raster.io import band_names, open_raster
 
 
@@ -44,3 +44,25 @@ def format_raster_info(info: dict[str, Any]) -> str:
     if "model" in info:
         text += "\n" + "\n".join(fit_lines(info["model"], info["fit"]))
     return text
+
+
+def fit_lines(model: dict[str, Any], fit: dict[str, Any]) -> list[str]:
+    """The ``info --model`` report lines for a :meth:`ModelCard.summary` and a
+    :meth:`FitReport.summary`."""
+    arch = dict(model["arch"])
+    arch_name = arch.pop("arch", "?")
+    extra = ", ".join(f"{k}={v}" for k, v in arch.items())
+    px = f" at {number_text(model['pixel_size_m'])} m/px" if model["pixel_size_m"] else ""
+    lines = [f"model:        {model['name']} ({arch_name}{', ' + extra if extra else ''})",
+             f"  bands:      {', '.join(model['bands'])} ({model['dtype']})",
+             f"  classes:    {', '.join(model['classes'])}",
+             f"  patch:      {model['patch_px']} px{px}"]
+    if fit["fits"]:
+        chosen = ", ".join(f"{i} ({n})" for i, n in zip(fit["bands"], fit["band_names"],
+                                                         strict=True))
+        lines.append(f"fits: yes (bands {chosen})")
+    else:
+        lines.append("fits: no")
+    lines += [f"  problem: {p}" for p in fit["problems"]]
+    lines += [f"  warning: {w}" for w in fit["warnings"]]
+    return lines

@@ -4,7 +4,7 @@ Most "the model output is garbage" reports come down to something a look at the 
 shown: a uint16 raster fed to a uint8 model, bands in another order, no CRS, an alpha band read as
 data. :func:`describe_raster` gathers all of that into one plain, JSON-ready dict (so ``--json``
 and the text report say the same thing) and :func:`format_info` renders it for people.
-Whether the raster fits a model is :mod:`agriseg.models.fit`'s question, and the report that
+Whether the raster fits a model is :mod:`agriseg.infer.fit`'s question, and the report that
 combines both is :mod:`agriseg.jobs.info`.
 """
 

@@ -15,7 +15,6 @@ import rasterio
 
 from agriseg.errors import ModelMismatchError
 from agriseg.models.card import ModelCard
-from agriseg.raster.info import number_text
 from agriseg.raster.io import band_names, pixel_size_m, select_bands
 
 PIXEL_SIZE_TOLERANCE = 1.5  # ratio beyond which a model sees objects at an unfamiliar scale
@@ -74,24 +73,3 @@ def check_fit(src: rasterio.DatasetReader, card: ModelCard,
                 "the model's pixel size for best results)")
     return report
 
-
-def fit_lines(model: dict[str, Any], fit: dict[str, Any]) -> list[str]:
-    """The ``info --model`` report lines for a :meth:`ModelCard.summary` and a
-    :meth:`FitReport.summary`."""
-    arch = dict(model["arch"])
-    arch_name = arch.pop("arch", "?")
-    extra = ", ".join(f"{k}={v}" for k, v in arch.items())
-    px = f" at {number_text(model['pixel_size_m'])} m/px" if model["pixel_size_m"] else ""
-    lines = [f"model:        {model['name']} ({arch_name}{', ' + extra if extra else ''})",
-             f"  bands:      {', '.join(model['bands'])} ({model['dtype']})",
-             f"  classes:    {', '.join(model['classes'])}",
-             f"  patch:      {model['patch_px']} px{px}"]
-    if fit["fits"]:
-        chosen = ", ".join(f"{i} ({n})" for i, n in zip(fit["bands"], fit["band_names"],
-                                                         strict=True))
-        lines.append(f"fits: yes (bands {chosen})")
-    else:
-        lines.append("fits: no")
-    lines += [f"  problem: {p}" for p in fit["problems"]]
-    lines += [f"  warning: {w}" for w in fit["warnings"]]
-    return lines
