@@ -11,7 +11,6 @@ objects and refuses unknown names.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -119,7 +118,3 @@ def split_options(kw: dict[str, Any], predict: PredictOptions | None = None,
     v_kw = {k: v for k, v in kw.items() if k not in names}
     return with_options(PredictOptions, predict, p_kw), \
         with_options(VectorizeOptions, vectorize, v_kw)
-
-
-def option_names(cls: type) -> Sequence[str]:
-    return [f.name for f in dataclasses.fields(cls)]

@@ -65,7 +65,7 @@ def echo_json(data: Any) -> None:
 
 
 def parse_names(ctx: click.Context, param: click.Parameter, value: str | None
-                   ) -> list[str] | None:
+                ) -> list[str] | None:
     if not value:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]

@@ -31,8 +31,7 @@ from agriseg.jobs.tiling import cut_tiles
 @click.pass_context
 def command(ctx: click.Context, raster: str, out_dir: str, patch_px: int, overlap_px: int | None,
             labels: str | None, label_field: str | None, classes: list[str] | None,
-            overwrite: bool,
-            as_json: bool) -> None:
+            overwrite: bool, as_json: bool) -> None:
     """Cut RASTER into patches on the prediction grid, skipping all-no-data ones.
 
     Writes DIR/<stem>_rRRRR_cCCCC.tif per patch and DIR/index.gpkg (layer "patches") with each
@@ -40,8 +39,7 @@ def command(ctx: click.Context, raster: str, out_dir: str, patch_px: int, overla
     """
     result = cut_tiles(raster, out_dir, patch_px=patch_px, overlap_px=overlap_px,
                        labels=labels, label_field=label_field, classes=classes,
-                       overwrite=overwrite,
-                       progress=not ctx.obj["quiet"])
+                       overwrite=overwrite, progress=not ctx.obj["quiet"])
     if as_json:
         echo_json(vars(result))
         return

@@ -20,11 +20,12 @@ import numpy as np
 from agriseg.constants import NODATA
 from agriseg.errors import ModelMismatchError
 from agriseg.infer.devices import resolve_device
-from agriseg.infer.pipeline import patch_grid, run_patches
+from agriseg.infer.pipeline import patch_grid, pixels_per_class, run_patches
 from agriseg.infer.stitcher import FinishedRows
 from agriseg.models.checkpoint import Model, load_model
 from agriseg.options import PredictOptions, with_options
 from agriseg.raster.grid import PatchGrid
+from agriseg.raster.io import valid_pixels
 from agriseg.raster.reader import PatchRow
 
 
@@ -75,7 +76,7 @@ def predict_array(array: np.ndarray, model: Model | str | os.PathLike | None = N
     t0 = time.perf_counter()
     opts = with_options(PredictOptions, options, option_kw)
     resolve_device(opts.device)
-    model = model if isinstance(model, Model) else load_model(model)
+    model = load_model(model)
     data = _bands_of(np.asarray(array), model, opts)
     mask = _valid(data, valid, nodata)
     grid = patch_grid(data.shape[1], data.shape[2], model, opts)
@@ -84,8 +85,7 @@ def predict_array(array: np.ndarray, model: Model | str | os.PathLike | None = N
     counts = np.bincount(out.classes.ravel(), minlength=256)
     return ArrayPrediction(
         classes=out.classes, confidence=out.confidence, patches=len(grid),
-        class_pixels={n: int(counts[i]) for i, n in enumerate(model.card.classes)},
-        seconds=time.perf_counter() - t0)
+        class_pixels=pixels_per_class(counts, model.card), seconds=time.perf_counter() - t0)
 
 
 def _bands_of(data: np.ndarray, model: Model, opts: PredictOptions) -> np.ndarray:
@@ -118,12 +118,7 @@ def _valid(data: np.ndarray, valid: np.ndarray | None, nodata: float | None) -> 
             raise ModelMismatchError(f"valid mask of shape {valid.shape} does not match the "
                                      f"array's {data.shape[1:]}")
         return valid
-    bad = np.zeros(data.shape, dtype=bool)
-    if nodata is not None and not np.isnan(nodata):
-        bad |= data == np.array(nodata, dtype=data.dtype)
-    if data.dtype.kind == "f":
-        bad |= ~np.isfinite(data)
-    return ~bad.all(axis=0)
+    return valid_pixels(data, nodata)  # the rule rasters follow
 
 
 def _rows(data: np.ndarray, valid: np.ndarray, grid: PatchGrid) -> Iterator[PatchRow]:

@@ -27,8 +27,7 @@ from agriseg.infer.fit import check_fit
 from agriseg.infer.predictor import Predictor, prefetch
 from agriseg.infer.stitcher import FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
-from agriseg.models.checkpoint import Model, load_model, read_card
-from agriseg.models.default import model_or_default
+from agriseg.models.checkpoint import Model, card_of, load_model
 from agriseg.models.registry import input_divisor
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import check_output
@@ -121,22 +120,23 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
     resolve_device(opts.device)  # fail before any work when CUDA is asked for but absent
     dst = check_output(dst, overwrite)
     conf_path = check_output(confidence, overwrite) if confidence else None
-    card = model.card if isinstance(model, Model) else read_card(model_or_default(model))
+    card = card_of(model)  # a bad checkpoint fails before the raster is opened
     with open_raster(src) as ds, gdal_env(ds):
         fit = check_fit(ds, card, opts.bands)
         fit.raise_for_problems(str(src))
         for w in fit.warnings:
             log.warning("%s: %s", src, w)
-        net = model if isinstance(model, Model) else load_model(model)
-        grid = patch_grid(ds.height, ds.width, net, opts)
+        model = load_model(model)
+        grid = patch_grid(ds.height, ds.width, model, opts)
         reader = StripReader(ds, fit.indexes, grid, MaskSource.of(ds, fit.indexes))
         with MaskOutputs(ds, card, dst, conf_path, overwrite) as outputs:
-            model_s = run_patches(grid, reader, net, opts, outputs, conf_path is not None,
+            model_s = run_patches(grid, reader, model, opts, outputs, conf_path is not None,
                                   progress)
     return PredictResult(
         mask_path=dst, confidence_path=conf_path, width=grid.width, height=grid.height,
         patches=len(grid), patch_px=max(grid.patch_h, grid.patch_w), overlap_px=grid.overlap_px,
-        class_pixels=outputs.class_pixels(card), nodata_pixels=int(outputs.counts[NODATA]),
+        class_pixels=pixels_per_class(outputs.counts, card),
+        nodata_pixels=int(outputs.counts[NODATA]),
         seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings)
 
 
@@ -223,5 +223,7 @@ class MaskOutputs(contextlib.ExitStack):
             if self.conf is not None:
                 self.conf.write(fin.y0, fin.confidence)
 
-    def class_pixels(self, card: ModelCard) -> dict[str, int]:
-        return {name: int(self.counts[i]) for i, name in enumerate(card.classes)}
+
+def pixels_per_class(counts: np.ndarray, card: ModelCard) -> dict[str, int]:
+    """Class name -> pixel count, from a bincount of class ids."""
+    return {name: int(counts[i]) for i, name in enumerate(card.classes)}

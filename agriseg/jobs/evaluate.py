@@ -26,7 +26,7 @@ from agriseg.constants import NODATA
 from agriseg.errors import RasterError
 from agriseg.metrics import ConfusionMatrix
 from agriseg.models.card import ModelCard
-from agriseg.models.checkpoint import Model
+from agriseg.models.checkpoint import Model, card_of, load_model
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import atomic_output, check_output
 from agriseg.raster.labels import LabelReader
@@ -74,17 +74,13 @@ def evaluate_model(images: PathsArg, labels: PathsArg, *,
     AgrisegError
         Unpaired or ambiguous inputs, unreadable files, labels outside the model's classes.
     """
-    from agriseg.models.checkpoint import load_model, read_card
-    from agriseg.models.default import model_or_default
-
     t0 = time.perf_counter()
     opts = with_options(PredictOptions, options, option_kw)
-    if not isinstance(model, Model):
-        read_card(model_or_default(model))  # a bad checkpoint fails before anything else
+    card_of(model)  # a bad checkpoint fails before anything else
     pairs = [(s.image, s.labels) for s in pair_samples(images, labels)]
     if out_json is not None:
         check_output(out_json, overwrite)
-    model = model if isinstance(model, Model) else load_model(model)
+    model = load_model(model)
     total = ConfusionMatrix(model.card.num_classes, ignore_index=NODATA)
     per_image = []
     with tempfile.TemporaryDirectory(prefix="agriseg-evaluate-") as tmp:

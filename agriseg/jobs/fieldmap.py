@@ -21,7 +21,7 @@ from typing import Any
 from agriseg import __version__
 from agriseg.errors import ModelMismatchError, first_line
 from agriseg.infer.pipeline import PredictResult, predict_raster
-from agriseg.models.checkpoint import Model, read_card
+from agriseg.models.checkpoint import Model, card_of
 from agriseg.models.default import model_or_default
 from agriseg.options import PredictOptions, VectorizeOptions, split_options
 from agriseg.outputs import atomic_dir
@@ -85,8 +85,8 @@ def map_field(src: str | os.PathLike, out_dir: str | os.PathLike, *,
     fmt = format_for(f"fields.{fmt}", fmt)
     polygons_name = f"fields{FORMATS[fmt].suffix}"
     if not isinstance(model, Model):
-        model = model_or_default(model)
-    card = model.card if isinstance(model, Model) else read_card(model)  # fail early
+        model = model_or_default(model)  # the path summary.json names
+    card = card_of(model)  # a bad checkpoint fails before the folder is made
     with atomic_dir(out_dir, overwrite) as tmp:
         pred = predict_raster(src, tmp / MASK_NAME, model=model, options=popts,
                               confidence=tmp / CONFIDENCE_NAME, progress=progress)

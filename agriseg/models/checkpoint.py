@@ -16,6 +16,7 @@ from torch import nn
 
 from agriseg.errors import CheckpointError, ConfigError, InputNotFoundError, first_line
 from agriseg.models.card import ModelCard
+from agriseg.models.default import model_or_default
 from agriseg.models.registry import model_from_config
 from agriseg.outputs import atomic_output
 
@@ -70,14 +71,15 @@ class Model:
     path: Path | None = None
 
 
-def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
-               ) -> Model:
+def load_model(path: str | os.PathLike | Model | None = None,
+               device: str | torch.device = "cpu") -> Model:
     """Load a checkpoint (None: the default model shipped with agriseg) as a :class:`Model`.
 
     Parameters
     ----------
     path
-        An agriseg ``.safetensors`` checkpoint. Nothing is unpickled and no code runs.
+        An agriseg ``.safetensors`` checkpoint. Nothing is unpickled and no code runs. A
+        :class:`Model` is returned as it is, so callers may take either.
     device
         Where the weights are loaded (``cpu``, ``cuda``...).
 
@@ -92,11 +94,17 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     AgrisegError
         The file is missing, not an agriseg checkpoint, or its weights do not fit its card.
     """
-    from agriseg.models.default import model_or_default
-
+    if isinstance(path, Model):
+        return path
     path = Path(model_or_default(path))
     net, card = load_checkpoint(path, device)
     return Model(net=net, card=card, path=path)
+
+
+def card_of(model: str | os.PathLike | Model | None) -> ModelCard:
+    """The card of a loaded :class:`Model`, or read from a checkpoint's header alone (None:
+    the default model): a cheap check of a checkpoint before any heavy work."""
+    return model.card if isinstance(model, Model) else read_card(model_or_default(model))
 
 
 def _read_metadata(path: Path) -> dict[str, str]:

@@ -120,28 +120,32 @@ class MaskSource:
 
     nodata: float | None
     read_mask_band: bool
-    is_float: bool
 
     @classmethod
     def of(cls, src: rasterio.DatasetReader, indexes: Sequence[int]) -> MaskSource:
         flags = src.mask_flag_enums[indexes[0] - 1]
         read_mask = (MaskFlags.alpha in flags or MaskFlags.per_dataset in flags) \
             and MaskFlags.all_valid not in flags and MaskFlags.nodata not in flags
-        return cls(nodata=src.nodata, read_mask_band=read_mask,
-                   is_float=np.dtype(src.dtypes[0]).kind == "f")
+        return cls(nodata=src.nodata, read_mask_band=read_mask)
 
     def valid(self, src: rasterio.DatasetReader, data: np.ndarray, indexes: Sequence[int],
               window: rasterio.windows.Window) -> np.ndarray:
         """Boolean (rows, cols) mask of valid pixels for ``data`` read from ``window``."""
-        invalid_band = np.zeros(data.shape, dtype=bool)
-        if self.nodata is not None and not np.isnan(self.nodata):
-            invalid_band |= data == np.array(self.nodata, dtype=data.dtype)
-        if self.is_float:
-            invalid_band |= ~np.isfinite(data)
-        valid = ~invalid_band.all(axis=0)
+        valid = valid_pixels(data, self.nodata)
         if self.read_mask_band:
             valid &= src.read_masks(indexes[0], window=window) > 0
         return valid
+
+
+def valid_pixels(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """``(rows, cols)`` True where any band of ``(bands, rows, cols)`` holds data: a pixel is
+    no-data when every band equals ``nodata`` or, in float data, is NaN/inf."""
+    invalid_band = np.zeros(data.shape, dtype=bool)
+    if nodata is not None and not np.isnan(nodata):
+        invalid_band |= data == np.array(nodata, dtype=data.dtype)
+    if data.dtype.kind == "f":
+        invalid_band |= ~np.isfinite(data)
+    return ~invalid_band.all(axis=0)
 
 
 def pixel_size_m(src: rasterio.DatasetReader) -> float | None:

@@ -39,14 +39,15 @@ class TrainSetup:
     train_ds: WindowDataset
     val_ds: FixedWindows
 
-    def card(self, cfg: TrainConfig, metrics: dict[str, Any] | None = None) -> ModelCard:
-        """The model card of a network trained on this setup (``metrics`` of an epoch)."""
+    def card(self, cfg: TrainConfig) -> ModelCard:
+        """The model card of a network trained on this setup (an epoch's metrics are added by
+        :func:`with_metrics`)."""
         colors = tuple(tuple(c) for c in cfg.colors) if cfg.colors else ()
         return ModelCard(arch=arch_config(cfg), bands=tuple(self.bands),
                          classes=tuple(cfg.classes), normalization=self.normalization,
                          dtype=self.dtype, colors=colors, patch_px=cfg.patch_px,
                          pixel_size_m=self.pixel_size_m, name=cfg.name,
-                         description=cfg.description, metrics=dict(metrics or {}))
+                         description=cfg.description)
 
     def write_split(self, path: Path) -> None:
         """``split.json``: which images trained and which validated."""
