@@ -115,6 +115,10 @@ def test_map_previews_any_band_count(make_raster, make_checkpoint, tmp_path, ban
     assert r.exit_code == 0, r.output
     with rasterio.open(tmp_path / "out" / "preview.png") as png:
         assert png.count == 3 and png.width == 120 and png.height == 90
+        rgb = png.read()
+    if nodata is not None:  # no-data is never tinted with a class colour
+        assert rgb[:, :10, :20].max() == 0
+    assert rgb[:, 10:, 20:].mean() > 20  # the image itself is shown
 
 
 def test_a_failing_preview_never_fails_the_job(make_checkpoint, tmp_path, monkeypatch):
