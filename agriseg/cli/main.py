@@ -100,9 +100,19 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from agriseg.cli import evaluate, info, map, models, predict, tile, train, vectorize
+    from agriseg.cli import (
+        batch,
+        evaluate,
+        info,
+        map,
+        models,
+        predict,
+        tile,
+        train,
+        vectorize,
+    )
 
-    for mod in (evaluate, info, map, models, predict, tile, train, vectorize):
+    for mod in (batch, evaluate, info, map, models, predict, tile, train, vectorize):
         mod.command.params.extend(verbosity_params())
         cli.add_command(mod.command)
 

@@ -145,7 +145,7 @@ def _map_ordered(strips, classes, connectivity, value_nodata, workers
             for y0, rows, values in strips:
                 yield polygonize_strip(y0, rows, values, classes, connectivity, value_nodata)
             return
-        with _main_not_reimported(), \
+        with main_not_reimported(), \
                 cf.ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
             window: deque[cf.Future] = deque()
             for y0, rows, values in strips:
@@ -181,7 +181,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
 
 
 @contextlib.contextmanager
-def _main_not_reimported() -> Iterator[None]:
+def main_not_reimported() -> Iterator[None]:
     """Start workers without re-running the caller's ``__main__``.
 
     A worker that is not forked from its parent re-imports the parent's main script, which

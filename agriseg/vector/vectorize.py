@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -101,6 +102,8 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
         strip_rows = strip_rows or auto_strip_rows(src.width)
         if workers is None:  # processes pay off once there are a few strips to share out
             workers = min(os.cpu_count() or 1, 4) if src.height >= 4 * strip_rows else 0
+            if multiprocessing.current_process().daemon:
+                workers = 0  # a daemon (a Dask worker, a pool's worker) may not have children
         regions = _regions(src, confidence, _select(opts.classes, names), opts, strip_rows,
                            workers, progress)
         frame = functools.partial(_to_frame, src=src, names=names,

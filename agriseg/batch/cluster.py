@@ -1,0 +1,110 @@
+"""The Dask executor: one task per raster on a ``dask.distributed`` cluster.
+
+``--workers N`` starts a ``LocalCluster`` of N single-threaded worker processes on this machine;
+``--scheduler ADDRESS`` uses a running cluster (``dask scheduler`` on one machine, ``dask
+worker ADDRESS`` on others). Tasks run :func:`~agriseg.batch.task.run_task`, the same function
+as the local executor, so outputs are identical; a worker process keeps its loaded models
+between tasks. Workers must see the inputs and the output root at the same paths (a shared
+file system). A task may ask for worker resources (``resources={"GPU": 1}``) so that it runs
+only on workers started with ``dask worker ADDRESS --resources GPU=1``; such a worker maps on
+its GPU (``--device auto``). Dask is an optional dependency, imported only here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from agriseg.batch.local import should_retry
+from agriseg.batch.task import Outcome, Task, run_task
+from agriseg.errors import ConfigError, first_line
+
+log = logging.getLogger("agriseg")
+EXTRA_HINT = '--workers/--scheduler need Dask, which is not installed: pip install "agriseg[dask]"'
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError(EXTRA_HINT) from None
+    return distributed
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None,
+                dashboard_address: str | None = ":8787") -> Iterator[Any]:
+    """A ``distributed.Client``: on a new ``LocalCluster`` of ``workers`` processes, or
+    connected to the scheduler at ``scheduler``. Closed (and the cluster stopped) on exit."""
+    distributed = _distributed()
+    import dask
+
+    if scheduler:
+        try:
+            client = distributed.Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as e:
+            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: "
+                              f"{first_line(e)}") from None
+        with client:
+            yield client
+        return
+    # a dead worker fails its task at once; --retries decides about retrying (not Dask)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     dashboard_address=dashboard_address,
+                                     silence_logs=logging.ERROR) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def local_cluster_threads(workers: int) -> int:
+    """PyTorch threads per worker of a local cluster: the cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def run_dask(tasks: Iterable[Task], client: Any, *, retries: int = 0,
+             resources: dict[str, float] | None = None,
+             task_fn: Callable[[Task], Outcome] = run_task) -> Iterator[Outcome]:
+    """Submit one task per raster; yield each final outcome as it ends (retrying transient
+    failures, a lost worker included, up to ``retries`` times)."""
+    distributed = _distributed()
+    run_id = uuid.uuid4().hex[:8]
+    attempts: dict[str, int] = {}
+
+    def submit(task: Task):
+        attempts[task.key] = attempts.get(task.key, 0) + 1
+        return client.submit(task_fn, task, key=f"agriseg-map-{task.key}-{run_id}-"
+                             f"{attempts[task.key]}", pure=False, resources=resources)
+
+    futures = {submit(t): t for t in tasks}
+    done = distributed.as_completed(list(futures))
+    try:
+        for fut in done:
+            task = futures.pop(fut)
+            try:
+                outcome = fut.result()
+            except Exception as e:  # noqa: BLE001 - a lost worker or a cancelled task
+                outcome = Outcome(task.key, "failed", f"Dask worker lost while mapping it "
+                                  f"({type(e).__name__}: {first_line(e)})", transient=True)
+            outcome.attempts = attempts[task.key]
+            if should_retry(outcome, retries):
+                log.warning("%s: %s; retrying (%d of %d)", task.raster, outcome.reason,
+                            outcome.attempts, retries)
+                new = submit(task)
+                futures[new] = task
+                done.add(new)
+                continue
+            yield outcome
+    finally:
+        if futures:
+            client.cancel(list(futures))
+
+
+def dashboard_of(client: Any) -> str | None:
+    with contextlib.suppress(Exception):
+        return client.dashboard_link
+    return None

@@ -1,0 +1,364 @@
+"""``run_batch``: map every new or changed raster into an output root, unattended.
+
+The steps of a run, each safe to interrupt at any point:
+
+1. take the output root's lock (a second concurrent run is refused) and remove what a killed
+   run left behind;
+2. find the rasters (files, folders, globs, manifests) and decide for each: ``too-new`` (still
+   being copied, under ``min_age_s``), ``skipped`` (done with this input, model and
+   parameters), or to map (new, changed, forced or interrupted before);
+3. map them with the local executor (worker processes) or on a Dask cluster, each raster into
+   its own folder via :func:`~agriseg.jobs.fieldmap.map_field`, which appears whole or not at
+   all, followed by its completion record;
+4. keep ``runs/<UTC>/report.csv``/``report.json`` current after every raster, log to
+   ``runs/<UTC>/batch.log``, and rebuild ``index.gpkg``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agriseg.batch.inputs import BatchItem, find_rasters, path_hash
+from agriseg.batch.report import write_index, write_report
+from agriseg.batch.state import (
+    clean_leftovers,
+    input_fingerprint,
+    outroot_lock,
+    owner_of,
+    parameters_fingerprint,
+    read_record,
+    why_redo,
+)
+from agriseg.batch.task import Outcome, Task, run_task
+from agriseg.errors import AgrisegError, ConfigError, OutputError, first_line
+from agriseg.jobs.fieldmap import file_sha256
+from agriseg.models.default import model_or_default
+from agriseg.options import PredictOptions, VectorizeOptions, split_options
+from agriseg.vector.export import FORMATS
+
+log = logging.getLogger("agriseg")
+STATUSES = ("done", "skipped", "failed", "too-new")
+LOG_NAME = "batch.log"
+
+
+@dataclass
+class BatchResult:
+    """A run's outcome: its folder (report, log), one row per raster, and the exit code the
+    CLI returns (0 all mapped or skipped, 1 any failed)."""
+
+    outroot: Path
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    seconds: float
+    dashboard: str | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r["status"] == s for r in self.rows) for s in STATUSES}
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.counts["failed"] else 0
+
+    def line(self) -> str:
+        c = self.counts
+        return (f"{len(self.rows)} raster(s): {c['done']} mapped, {c['skipped']} already done, "
+                f"{c['failed']} failed, {c['too-new']} too new, in {self.seconds:.1f} s; "
+                f"report: {self.run_dir / 'report.csv'}")
+
+
+def run_batch(inputs: Sequence[str | os.PathLike], outroot: str | os.PathLike, *,
+              model: str | os.PathLike | None = None,
+              predict_options: PredictOptions | None = None,
+              vector_options: VectorizeOptions | None = None, fmt: str = "gpkg",
+              jobs: int = 1, workers: int | None = None, scheduler: str | None = None,
+              resources: dict[str, float] | None = None, retries: int = 0,
+              timeout: float | None = None, min_age_s: float = 0.0, use_hash: bool = False,
+              force: bool = False, progress: bool = False,
+              echo: Callable[[str], None] | None = None,
+              task_fn: Callable[[Task], Outcome] = run_task, **option_kw: Any) -> BatchResult:
+    """Map every raster of ``inputs`` into its own folder under ``outroot``.
+
+    Parameters
+    ----------
+    inputs
+        Raster files, folders (searched recursively), glob patterns, manifest CSVs.
+    outroot
+        Output root: one ``agriseg map`` folder per raster, ``runs/``, ``index.gpkg``.
+    model, predict_options, vector_options, fmt, **option_kw
+        As for :func:`~agriseg.jobs.fieldmap.map_field`; a manifest row may override them.
+    jobs
+        Worker processes of the local executor.
+    workers, scheduler, resources
+        Run on Dask instead: a new local cluster of ``workers`` processes, or the scheduler
+        at ``scheduler``; ``resources`` (e.g. ``{"GPU": 1}``) that each task asks for.
+    retries, timeout
+        Extra attempts for transient failures; seconds after which a raster is stopped
+        (local executor).
+    min_age_s, use_hash, force
+        Leave rasters modified less than this ago for a later run; fingerprint inputs by
+        content hash rather than size and mtime; redo every raster.
+    progress, echo
+        A progress bar over rasters on stderr; where to print the dashboard address.
+    task_fn
+        What runs per raster (an importable function; default :func:`run_task`).
+
+    Raises
+    ------
+    AgrisegError
+        A usage error: bad option, missing input or model, output root locked by another
+        run. Failures of single rasters are not raised; they are in the result's rows.
+    """
+    t0 = time.perf_counter()
+    popts, vopts = split_options(option_kw, predict_options, vector_options)
+    _check_usage(fmt, jobs, workers, scheduler, retries, timeout, min_age_s)
+    outroot = Path(outroot)
+    if outroot.exists() and not outroot.is_dir():
+        raise OutputError(f"{outroot}: exists and is not a folder")
+    default_model = str(Path(model_or_default(model)).resolve())
+    if not Path(default_model).is_file():
+        raise ConfigError(f"{model}: no such model file")
+    items = find_rasters(inputs, exclude=outroot)
+    with outroot_lock(outroot):
+        clean_leftovers(outroot)
+        run_dir = _new_run_dir(outroot)
+        with _run_log(run_dir / LOG_NAME):
+            log.info("batch of %d raster(s) into %s", len(items), outroot)
+            planner = _Planner(outroot, default_model, popts, vopts, fmt, use_hash, force,
+                               min_age_s)
+            rows, tasks = planner.plan(items)
+            run_info = {"started_utc": run_dir.name, "outroot": str(outroot.resolve()),
+                        "inputs": [os.fspath(i) for i in inputs], "model": default_model,
+                        "executor": _executor_name(jobs, workers, scheduler)}
+            write_report(run_dir, rows, run_info)
+            result = BatchResult(outroot, run_dir, rows, 0.0)
+            outcomes = _execute(tasks, jobs, workers, scheduler, resources, retries, timeout,
+                                task_fn, result, echo)
+            by_key = {r["folder"]: r for r in rows}
+            for outcome in _progress(outcomes, len(tasks), progress):
+                _apply(by_key[outcome.key], outcome)
+                write_report(run_dir, rows, run_info)
+            _try_index(outroot)
+            result.seconds = time.perf_counter() - t0
+            run_info.update(counts=result.counts, exit_code=result.exit_code,
+                            seconds=round(result.seconds, 3))
+            write_report(run_dir, rows, run_info)
+            log.info("%s", result.line())
+    return result
+
+
+def _check_usage(fmt, jobs, workers, scheduler, retries, timeout, min_age_s) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(sorted(FORMATS))}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if workers is not None and scheduler:
+        raise ConfigError("give --workers (start a local Dask cluster) or --scheduler (use "
+                          "a running one), not both")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if retries < 0:
+        raise ConfigError(f"--retries must be >= 0, got {retries}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {timeout}")
+    if timeout is not None and (workers is not None or scheduler):
+        raise ConfigError("--timeout works with the local executor only: Dask cannot stop a "
+                          "running task")
+    if min_age_s < 0:
+        raise ConfigError(f"--min-age must be >= 0 seconds, got {min_age_s}")
+
+
+def _executor_name(jobs, workers, scheduler) -> str:
+    if scheduler:
+        return f"dask scheduler {scheduler}"
+    if workers is not None:
+        return f"dask LocalCluster, {workers} worker(s)"
+    return f"local, {jobs} job(s)"
+
+
+class _Planner:
+    """Decides per raster: too new, already done, or a task (and why)."""
+
+    def __init__(self, outroot: Path, model: str, popts: PredictOptions,
+                 vopts: VectorizeOptions, fmt: str, use_hash: bool, force: bool,
+                 min_age_s: float) -> None:
+        self.outroot, self.model, self.fmt = outroot, model, fmt
+        self.base = {**dataclasses.asdict(popts), **dataclasses.asdict(vopts)}
+        self.use_hash, self.force, self.min_age_s = use_hash, force, min_age_s
+        self.shas: dict[str, str] = {}
+        self.threads = None
+        self.claimed: set[str] = set()
+
+    def folder_for(self, item: BatchItem, resolved: str) -> str:
+        """The raster's folder name: the plain one or the path-hashed one, whichever it
+        already owns, else the first free one; a name is never given to two rasters."""
+        names = [item.key, f"{item.key}-{path_hash(Path(resolved))}"]
+        owners = {n: owner_of(self.outroot / n) for n in names}
+        free = [n for n in names if n.lower() not in self.claimed]
+        pick = next((n for n in free if owners[n] == resolved), None) or \
+            next((n for n in free if owners[n] is None), names[1])
+        self.claimed.add(pick.lower())
+        return pick
+
+    def plan(self, items: list[BatchItem]) -> tuple[list[dict[str, Any]], list[Task]]:
+        rows, tasks = [], []
+        now = time.time()
+        for item in items:
+            row = {"raster": str(item.path), "folder": item.key, "status": "", "reason": ""}
+            rows.append(row)
+            try:
+                task = self._task(item, now, row)
+            except AgrisegError as e:
+                row.update(status="failed", reason=first_line(e))
+                log.error("%s: %s", item.path, row["reason"])
+                continue
+            except OSError as e:  # vanished or unreadable between listing and planning
+                row.update(status="failed", reason=f"{e.strerror or e}: {item.path}")
+                continue
+            if task is not None:
+                tasks.append(task)
+        return rows, tasks
+
+    def _task(self, item: BatchItem, now: float, row: dict[str, Any]) -> Task | None:
+        age = now - item.path.stat().st_mtime
+        if age < self.min_age_s:
+            row.update(status="too-new", reason=f"modified {max(age, 0):.0f} s ago, under "
+                       f"--min-age {self.min_age_s:g} s; left for a later run")
+            log.info("%s: %s", item.path, row["reason"])
+            return None
+        over = dict(item.overrides)
+        model = str(Path(over.pop("model", self.model)).resolve())
+        fmt = over.pop("format", self.fmt)
+        popts, vopts = split_options({**self.base, **over})  # checks the row's values
+        options = {**dataclasses.asdict(popts), **dataclasses.asdict(vopts)}
+        if not Path(model).is_file():
+            raise ConfigError(f"model {model} does not exist")
+        if model not in self.shas:
+            self.shas[model] = file_sha256(Path(model))
+        fp = input_fingerprint(item.path, self.use_hash)
+        key = row["folder"] = self.folder_for(item, fp["path"])
+        record = read_record(self.outroot / key)
+        params = parameters_fingerprint({**options, "format": fmt})
+        reason = why_redo(record, fp, self.shas[model], params)
+        if reason is None and not self.force:
+            row.update(status="skipped", reason="already done with this input, model and "
+                       "parameters", **_figures(record))
+            return None
+        row["status"] = "pending"
+        return Task(key=key, raster=str(item.path), folder=str(self.outroot / key),
+                    model=model, model_sha256=self.shas[model], options=options, fmt=fmt,
+                    fingerprint=fp, parameters=params, reason=reason or "forced (--force)",
+                    torch_threads=self.threads)
+
+
+def _figures(record: dict[str, Any] | None) -> dict[str, Any]:
+    fig = (record or {}).get("figures", {})
+    return {k: fig.get(k) for k in ("crop_ha", "weed_ha", "weed_share", "polygons")}
+
+
+def _execute(tasks: list[Task], jobs, workers, scheduler, resources, retries, timeout,
+             task_fn, result: BatchResult, echo) -> Iterator[Outcome]:
+    if not tasks:
+        return
+    if workers is None and not scheduler:
+        from agriseg.batch.local import run_local
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        tasks = [dataclasses.replace(t, torch_threads=threads) for t in tasks]
+        yield from run_local(tasks, jobs=min(jobs, len(tasks)), timeout=timeout,
+                             retries=retries, task_fn=task_fn)
+        return
+    from agriseg.batch.cluster import dashboard_of, dask_client, local_cluster_threads, run_dask
+
+    with dask_client(workers, scheduler) as client:
+        result.dashboard = dashboard_of(client)
+        if result.dashboard:
+            log.info("Dask dashboard: %s", result.dashboard)
+            if echo:
+                echo(f"Dask dashboard: {result.dashboard}")
+        if workers is not None:
+            threads = local_cluster_threads(workers)
+            tasks = [dataclasses.replace(t, torch_threads=threads) for t in tasks]
+        yield from run_dask(tasks, client, retries=retries, resources=resources,
+                            task_fn=task_fn)
+
+
+def _apply(row: dict[str, Any], outcome: Outcome) -> None:
+    reason = outcome.reason.removeprefix(f"{row['raster']}: ")  # the row names the raster
+    row.update(status=outcome.status, reason=reason, attempts=outcome.attempts,
+               seconds=round(outcome.seconds, 3), worker=outcome.worker)
+    if outcome.status == "done":
+        row.update({k: outcome.figures.get(k) for k in ("crop_ha", "weed_ha", "weed_share",
+                                                         "polygons", "mpx_per_s")})
+        log.info("%s: mapped into %s in %.1f s (%s)", row["raster"], row["folder"],
+                 outcome.seconds, outcome.reason)
+    else:
+        log.error("%s: failed: %s", row["raster"], reason)
+        if outcome.detail:
+            log.debug("%s", outcome.detail)
+
+
+def _progress(outcomes: Iterator[Outcome], total: int, progress: bool) -> Iterator[Outcome]:
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="raster", desc="batch", disable=not progress or not total,
+              dynamic_ncols=True) as bar:
+        for outcome in outcomes:
+            bar.update(1)
+            yield outcome
+
+
+def _try_index(outroot: Path) -> None:
+    try:
+        n = write_index(outroot)
+    except Exception as e:  # noqa: BLE001 - the maps are done; the index is a convenience
+        log.error("index.gpkg not updated: %s: %s", type(e).__name__, first_line(e))
+        return
+    log.info("index.gpkg: %d footprint(s)", n)
+
+
+def _new_run_dir(outroot: Path) -> Path:
+    runs = outroot / "runs"
+    runs.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(1, 1000):
+        path = runs / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise OutputError(f"{runs}: cannot create a run folder")
+
+
+@contextmanager
+def _run_log(path: Path) -> Iterator[None]:
+    """Copy agriseg's log lines (info and up, whatever the terminal shows) to ``path``."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("agriseg")
+    old_level = logger.level
+    effective = logger.getEffectiveLevel()
+    saved = [(h, h.level) for h in logger.handlers]
+    for h, level in saved:  # the terminal keeps its level
+        h.setLevel(max(level, effective))
+    logger.addHandler(handler)
+    logger.setLevel(min(effective, logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(old_level)
+        for h, level in saved:
+            h.setLevel(level)

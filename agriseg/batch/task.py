@@ -1,0 +1,142 @@
+"""One raster's job in a batch, as run by a worker process (local or Dask).
+
+:func:`run_task` calls :func:`~agriseg.jobs.fieldmap.map_field` unchanged, then writes the
+completion record, and always returns an :class:`Outcome` rather than raising: a bad raster
+is a failed outcome with its one-line reason, never a dead batch. Each worker process keeps the
+models it loaded (:func:`cached_model`), so a worker mapping a hundred rasters loads its model
+once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agriseg import __version__
+from agriseg.errors import AgrisegError, first_line
+from agriseg.jobs.fieldmap import map_field
+from agriseg.models.checkpoint import Model, load_model
+
+# a worker keeps this many models in memory (a manifest may name several)
+MODELS_KEPT = 4
+_MODELS: dict[tuple[str, str], Model] = {}
+_LOADS: list[int] = [0]
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs to map one raster; plain values, so it pickles anywhere."""
+
+    key: str
+    raster: str
+    folder: str
+    model: str
+    model_sha256: str
+    options: dict[str, Any]
+    fmt: str
+    fingerprint: dict[str, Any]
+    parameters: dict[str, Any]
+    reason: str = "new"
+    torch_threads: int | None = None
+
+
+@dataclass
+class Outcome:
+    """What became of a task: ``done`` or ``failed`` with a one-line ``reason``.
+
+    ``transient`` failures (a dead or hung worker, an I/O or memory error) may succeed when
+    retried; a bad raster or option (an ``AgrisegError``) would fail the same way again.
+    """
+
+    key: str
+    status: str
+    reason: str = ""
+    transient: bool = False
+    seconds: float = 0.0
+    figures: dict[str, Any] = field(default_factory=dict)
+    worker: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+    attempts: int = 1
+
+
+def run_task(task: Task) -> Outcome:
+    """Map ``task.raster`` into ``task.folder`` and record its completion."""
+    t0 = time.perf_counter()
+    _set_threads(task.torch_threads)
+    try:
+        model = cached_model(task.model, task.model_sha256)
+        result = map_field(task.raster, task.folder, model=model, fmt=task.fmt,
+                           overwrite=True, progress=False, **task.options)
+        seconds = time.perf_counter() - t0
+        figures = figures_of(result.summary, seconds)
+        write_completion(task, figures)
+    except AgrisegError as e:
+        return Outcome(task.key, "failed", first_line(e), seconds=time.perf_counter() - t0,
+                       worker=worker_info())
+    except Exception as e:  # noqa: BLE001 - one raster's crash must not end the batch
+        return Outcome(task.key, "failed", f"{type(e).__name__}: {first_line(e)}",
+                       transient=True, seconds=time.perf_counter() - t0,
+                       worker=worker_info(), detail=traceback.format_exc())
+    return Outcome(task.key, "done", task.reason, seconds=seconds, figures=figures,
+                   worker=worker_info())
+
+
+def write_completion(task: Task, figures: dict[str, Any]) -> None:
+    from agriseg.batch.state import write_record
+
+    write_record(Path(task.folder), {
+        "agriseg_version": __version__,
+        "completed_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "key": task.key,
+        "input": task.fingerprint,
+        "model": {"path": task.model, "sha256": task.model_sha256},
+        "parameters": task.parameters,
+        "figures": figures,
+    })
+
+
+def cached_model(path: str, sha256: str) -> Model:
+    """The model at ``path``, loaded once per process (keyed by path and content hash)."""
+    key = (path, sha256)
+    if key not in _MODELS:
+        while len(_MODELS) >= MODELS_KEPT:
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[key] = load_model(path)
+        _LOADS[0] += 1
+    return _MODELS[key]
+
+
+def worker_info() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "model_loads": _LOADS[0]}
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
+def figures_of(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The report's and index's figures for one map, from its ``summary.json``."""
+    classes = summary["classes"]
+    inp = summary["input"]
+    mpx = inp["width"] * inp["height"] / 1e6
+    return {
+        "crop_ha": sum(c["area_ha"] for n, c in classes.items() if "crop" in n.lower()),
+        "weed_ha": sum(c["area_ha"] for n, c in classes.items() if "weed" in n.lower()),
+        "weed_share": summary["weed_share_of_vegetation"],
+        "polygons": summary["polygons"],
+        "seconds": round(seconds, 3),
+        "mpx_per_s": round(mpx / seconds, 3) if seconds > 0 else None,
+        "width": inp["width"], "height": inp["height"], "crs": inp["crs"],
+        "bounds": inp["bounds"], "model_name": summary["model"]["name"],
+        "polygons_file": summary["outputs"]["polygons"],
+    }
