@@ -69,14 +69,16 @@ def test_every_example_in_the_docs_runs(tmp_path, monkeypatch):
             raise AssertionError(f"docs/api.md example {i + 1} failed: {e!r}\n{block}") from e
 
 
-def test_info_and_vectorize_commands_load_no_torch(tmp_path):
-    """The CLI imports torch only for the commands that run a model."""
+def test_info_vectorize_and_batch_commands_load_no_torch(tmp_path):
+    """The CLI imports torch only for the commands that run a model; ``batch`` runs it in its
+    worker processes only."""
     code = ("import sys; from agriseg.cli.main import cli; sys.argv = sys.argv[1:]\n"
             "try:\n    cli()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "assert 'torch' not in sys.modules, 'torch imported'")
     tiles = ROOT / "sample_tiles"
     for args in (["info", tiles / "field_small.tif"],
                  ["-q", "vectorize", tiles / "field_small_labels.tif", "-o",
-                  tmp_path / "f.gpkg"]):
+                  tmp_path / "f.gpkg"],
+                 ["-q", "batch", tiles / "field_small.tif", "-o", tmp_path / "maps"]):
         subprocess.run([sys.executable, "-c", code, "agriseg", *map(str, args)], check=True,
                        capture_output=True)

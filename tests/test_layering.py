@@ -2,8 +2,9 @@
 
 raster/ is I/O and knows no models; vector/ builds on raster/; models/ know cards and networks
 and read no rasters (whether a raster fits a card is infer/'s question); jobs/ (field mapping,
-evaluation, tiling, info) combine layers and sit above them; only cli/ knows click; nothing the
-pipeline runs imports the sample-data generator.
+evaluation, tiling, info) combine layers and sit above them; batch/ runs jobs over many rasters
+and sits above jobs/; only cli/ knows click; nothing the pipeline runs imports the sample-data
+generator.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "agriseg"
 # part of the package -> parts it must never import (at module level or inside a function)
 FORBIDDEN = {
     "raster": {"models", "infer", "vector", "training", "jobs", "cli", "sampledata", "metrics",
-               "samples"},
-    "vector": {"models", "infer", "training", "jobs", "cli", "sampledata"},
-    "models": {"raster", "infer", "vector", "training", "jobs", "cli", "sampledata"},
-    "infer": {"vector", "training", "jobs", "cli", "sampledata"},
-    "training": {"jobs", "cli", "sampledata"},
-    "jobs": {"cli", "sampledata", "training"},
+               "samples", "batch"},
+    "vector": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
+    "models": {"raster", "infer", "vector", "training", "jobs", "cli", "sampledata", "batch"},
+    "infer": {"vector", "training", "jobs", "cli", "sampledata", "batch"},
+    "training": {"jobs", "cli", "sampledata", "batch"},
+    "jobs": {"cli", "sampledata", "training", "batch"},
     "metrics": {"*"},
     "constants": {"*"},
     "errors": {"*"},
     "outputs": {"*"},
     "options": {"*"},
-    "samples": {"models", "infer", "training", "jobs", "cli", "sampledata"},
+    "hashing": {"*"},
+    "batch": {"cli", "sampledata", "training"},
+    "samples": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
 }
 ALWAYS_ALLOWED = {"constants", "errors"}
 

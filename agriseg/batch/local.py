@@ -173,7 +173,9 @@ def _stop(workers: list[_Worker]) -> None:
 
 def _worker_main(conn: Connection, parent_pid: int, task_fn: TaskFn) -> None:
     _die_with_parent(parent_pid)
-    conn.send(READY)  # torch and the task's modules are imported by now
+    import agriseg.jobs.fieldmap  # noqa: F401 - PyTorch, before a raster's timeout starts
+
+    conn.send(READY)
     while True:
         try:
             task = conn.recv()

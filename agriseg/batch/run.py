@@ -40,7 +40,7 @@ from agriseg.batch.state import (
 )
 from agriseg.batch.task import Outcome, Task, run_task
 from agriseg.errors import AgrisegError, ConfigError, OutputError, first_line
-from agriseg.jobs.fieldmap import file_sha256
+from agriseg.hashing import file_sha256
 from agriseg.models.default import model_or_default
 from agriseg.options import PredictOptions, VectorizeOptions, split_options
 from agriseg.vector.export import FORMATS
@@ -120,7 +120,7 @@ def run_batch(inputs: Sequence[str | os.PathLike], outroot: str | os.PathLike, *
     """
     t0 = time.perf_counter()
     popts, vopts = split_options(option_kw, predict_options, vector_options)
-    _check_usage(fmt, jobs, workers, scheduler, retries, timeout, min_age_s)
+    _check_usage(fmt, jobs, workers, scheduler, resources, retries, timeout, min_age_s)
     outroot = Path(outroot)
     if outroot.exists() and not outroot.is_dir():
         raise OutputError(f"{outroot}: exists and is not a folder")
@@ -156,7 +156,8 @@ def run_batch(inputs: Sequence[str | os.PathLike], outroot: str | os.PathLike, *
     return result
 
 
-def _check_usage(fmt, jobs, workers, scheduler, retries, timeout, min_age_s) -> None:
+def _check_usage(fmt, jobs, workers, scheduler, resources, retries, timeout, min_age_s
+                 ) -> None:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(sorted(FORMATS))}")
     if jobs < 1:
@@ -170,6 +171,9 @@ def _check_usage(fmt, jobs, workers, scheduler, retries, timeout, min_age_s) -> 
         raise ConfigError(f"--retries must be >= 0, got {retries}")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"--timeout must be > 0 seconds, got {timeout}")
+    if resources and workers is None and not scheduler:
+        raise ConfigError("--resources are Dask worker resources: use them with --workers or "
+                          "--scheduler")
     if timeout is not None and (workers is not None or scheduler):
         raise ConfigError("--timeout works with the local executor only: Dask cannot stop a "
                           "running task")

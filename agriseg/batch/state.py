@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agriseg.errors import OutputError
-from agriseg.jobs.fieldmap import file_sha256
+from agriseg.hashing import file_sha256
 from agriseg.outputs import atomic_output
 
 RECORD_NAME = "batch_record.json"

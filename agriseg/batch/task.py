@@ -4,7 +4,8 @@
 completion record, and always returns an :class:`Outcome` rather than raising: a bad raster
 is a failed outcome with its one-line reason, never a dead batch. Each worker process keeps the
 models it loaded (:func:`cached_model`), so a worker mapping a hundred rasters loads its model
-once.
+once. PyTorch is imported inside the functions: the batch's own process plans and reports
+and never needs it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agriseg import __version__
 from agriseg.errors import AgrisegError, first_line
-from agriseg.jobs.fieldmap import map_field
-from agriseg.models.checkpoint import Model, load_model
+
+if TYPE_CHECKING:
+    from agriseg.models.checkpoint import Model
 
 # a worker keeps this many models in memory (a manifest may name several)
 MODELS_KEPT = 4
@@ -67,6 +69,8 @@ class Outcome:
 
 def run_task(task: Task) -> Outcome:
     """Map ``task.raster`` into ``task.folder`` and record its completion."""
+    from agriseg.jobs.fieldmap import map_field  # PyTorch: only in the worker
+
     t0 = time.perf_counter()
     _set_threads(task.torch_threads)
     try:
@@ -103,6 +107,8 @@ def write_completion(task: Task, figures: dict[str, Any]) -> None:
 
 def cached_model(path: str, sha256: str) -> Model:
     """The model at ``path``, loaded once per process (keyed by path and content hash)."""
+    from agriseg.models.checkpoint import load_model
+
     key = (path, sha256)
     if key not in _MODELS:
         while len(_MODELS) >= MODELS_KEPT:

@@ -9,7 +9,6 @@ appears whole or not at all, so a cron job or a Dask worker never sees half a re
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 from agriseg import __version__
 from agriseg.errors import ModelMismatchError, first_line
+from agriseg.hashing import file_sha256
 from agriseg.infer.pipeline import PredictResult, predict_raster
 from agriseg.models.checkpoint import Model, card_of
 from agriseg.models.default import model_or_default
@@ -194,11 +194,3 @@ def folder_readme(polygons_name: str, fmt: str, preview: bool = True) -> str:
         text += (f"{PREVIEW_NAME}      quick look: the class map over the image (crop, "
                  "weed... tinted)\n")
     return text
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
