@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -25,6 +26,11 @@ from agriseg.errors import ConfigError, first_line
 
 log = logging.getLogger("agriseg")
 EXTRA_HINT = '--workers/--scheduler need Dask, which is not installed: pip install "agriseg[dask]"'
+
+
+def require_dask() -> None:
+    """Fail with one line naming the extra when Dask is not installed."""
+    _distributed()
 
 
 def _distributed():
@@ -52,7 +58,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
         with client:
             yield client
         return
-    # a dead worker fails its task at once; --retries decides about retrying (not Dask)
+    # a dead worker fails its task at once: --retries decides about retrying, not Dask
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                      dashboard_address=dashboard_address,
@@ -70,18 +76,32 @@ def run_dask(tasks: Iterable[Task], client: Any, *, retries: int = 0,
              resources: dict[str, float] | None = None,
              task_fn: Callable[[Task], Outcome] = run_task) -> Iterator[Outcome]:
     """Submit one task per raster; yield each final outcome as it ends (retrying transient
-    failures, a lost worker included, up to ``retries`` times)."""
+    failures, a lost worker included, up to ``retries`` times).
+
+    No more tasks are in flight than the cluster has worker threads, so a worker only ever
+    holds the raster it is mapping: when it dies, that raster fails and no queued one with
+    it (Dask would blame every task it had handed to the dead worker).
+    """
     distributed = _distributed()
     run_id = uuid.uuid4().hex[:8]
     attempts: dict[str, int] = {}
+    pending = deque(tasks)
+    futures: dict[Any, Task] = {}
+    done = distributed.as_completed()
 
-    def submit(task: Task):
-        attempts[task.key] = attempts.get(task.key, 0) + 1
-        return client.submit(task_fn, task, key=f"agriseg-map-{task.key}-{run_id}-"
-                             f"{attempts[task.key]}", pure=False, resources=resources)
+    def fill() -> None:
+        capacity = max(1, sum(client.nthreads().values()))
+        while pending and len(futures) < capacity:
+            task = pending.popleft()
+            attempts[task.key] = attempts.get(task.key, 0) + 1
+            # one task group per run ("agriseg-map-<run>") on the dashboard
+            name = task.key.replace("-", "_")
+            fut = client.submit(task_fn, task, key=f"agriseg-map-{run_id}-{name}."
+                                f"{attempts[task.key]}", pure=False, resources=resources)
+            futures[fut] = task
+            done.add(fut)
 
-    futures = {submit(t): t for t in tasks}
-    done = distributed.as_completed(list(futures))
+    fill()
     try:
         for fut in done:
             task = futures.pop(fut)
@@ -94,11 +114,10 @@ def run_dask(tasks: Iterable[Task], client: Any, *, retries: int = 0,
             if should_retry(outcome, retries):
                 log.warning("%s: %s; retrying (%d of %d)", task.raster, outcome.reason,
                             outcome.attempts, retries)
-                new = submit(task)
-                futures[new] = task
-                done.add(new)
-                continue
-            yield outcome
+                pending.appendleft(task)
+            else:
+                yield outcome
+            fill()
     finally:
         if futures:
             client.cancel(list(futures))

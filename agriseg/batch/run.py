@@ -127,33 +127,44 @@ def run_batch(inputs: Sequence[str | os.PathLike], outroot: str | os.PathLike, *
     default_model = str(Path(model_or_default(model)).resolve())
     if not Path(default_model).is_file():
         raise ConfigError(f"{model}: no such model file")
+    if workers is not None or scheduler:
+        from agriseg.batch.cluster import require_dask
+
+        require_dask()
     items = find_rasters(inputs, exclude=outroot)
-    with outroot_lock(outroot):
+    executor = _Executor(jobs, workers, scheduler, resources, retries, timeout, task_fn)
+    with outroot_lock(outroot), executor.started(echo):
         clean_leftovers(outroot)
         run_dir = _new_run_dir(outroot)
         with _run_log(run_dir / LOG_NAME):
             log.info("batch of %d raster(s) into %s", len(items), outroot)
+            if executor.dashboard:
+                log.info("Dask dashboard: %s", executor.dashboard)
             planner = _Planner(outroot, default_model, popts, vopts, fmt, use_hash, force,
                                min_age_s)
-            rows, tasks = planner.plan(items)
             run_info = {"started_utc": run_dir.name, "outroot": str(outroot.resolve()),
                         "inputs": [os.fspath(i) for i in inputs], "model": default_model,
-                        "executor": _executor_name(jobs, workers, scheduler)}
-            write_report(run_dir, rows, run_info)
-            result = BatchResult(outroot, run_dir, rows, 0.0)
-            outcomes = _execute(tasks, jobs, workers, scheduler, resources, retries, timeout,
-                                task_fn, result, echo)
-            by_key = {r["folder"]: r for r in rows}
-            for outcome in _progress(outcomes, len(tasks), progress):
-                _apply(by_key[outcome.key], outcome)
-                write_report(run_dir, rows, run_info)
-            _try_index(outroot)
+                        "executor": executor.name}
+            result = _run(planner, items, executor, run_dir, run_info, progress)
             result.seconds = time.perf_counter() - t0
             run_info.update(counts=result.counts, exit_code=result.exit_code,
                             seconds=round(result.seconds, 3))
-            write_report(run_dir, rows, run_info)
+            write_report(run_dir, result.rows, run_info)
             log.info("%s", result.line())
     return result
+
+
+def _run(planner: _Planner, items: list[BatchItem], executor: _Executor, run_dir: Path,
+         run_info: dict[str, Any], progress: bool) -> BatchResult:
+    """Plan, map and report; the report is rewritten as each raster ends."""
+    rows, tasks = planner.plan(items)
+    write_report(run_dir, rows, run_info)
+    by_key = {r["folder"]: r for r in rows}
+    for outcome in _progress(executor.run(tasks), len(tasks), progress):
+        _apply(by_key[outcome.key], outcome)
+        write_report(run_dir, rows, run_info)
+    _try_index(planner.outroot)
+    return BatchResult(planner.outroot, run_dir, rows, 0.0, executor.dashboard)
 
 
 def _check_usage(fmt, jobs, workers, scheduler, resources, retries, timeout, min_age_s
@@ -179,14 +190,6 @@ def _check_usage(fmt, jobs, workers, scheduler, resources, retries, timeout, min
                           "running task")
     if min_age_s < 0:
         raise ConfigError(f"--min-age must be >= 0 seconds, got {min_age_s}")
-
-
-def _executor_name(jobs, workers, scheduler) -> str:
-    if scheduler:
-        return f"dask scheduler {scheduler}"
-    if workers is not None:
-        return f"dask LocalCluster, {workers} worker(s)"
-    return f"local, {jobs} job(s)"
 
 
 class _Planner:
@@ -269,31 +272,59 @@ def _figures(record: dict[str, Any] | None) -> dict[str, Any]:
     return {k: fig.get(k) for k in ("crop_ha", "weed_ha", "weed_share", "polygons")}
 
 
-def _execute(tasks: list[Task], jobs, workers, scheduler, resources, retries, timeout,
-             task_fn, result: BatchResult, echo) -> Iterator[Outcome]:
-    if not tasks:
-        return
-    if workers is None and not scheduler:
-        from agriseg.batch.local import run_local
+class _Executor:
+    """Where the tasks run: local worker processes, or a Dask cluster (connected, or a local
+    one started, on entering :meth:`started`, before any output is made)."""
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        tasks = [dataclasses.replace(t, torch_threads=threads) for t in tasks]
-        yield from run_local(tasks, jobs=min(jobs, len(tasks)), timeout=timeout,
-                             retries=retries, task_fn=task_fn)
-        return
-    from agriseg.batch.cluster import dashboard_of, dask_client, local_cluster_threads, run_dask
+    def __init__(self, jobs, workers, scheduler, resources, retries, timeout, task_fn) -> None:
+        self.jobs, self.workers, self.scheduler = jobs, workers, scheduler
+        self.resources, self.retries, self.timeout = resources, retries, timeout
+        self.task_fn = task_fn
+        self.client = None
+        self.dashboard: str | None = None
 
-    with dask_client(workers, scheduler) as client:
-        result.dashboard = dashboard_of(client)
-        if result.dashboard:
-            log.info("Dask dashboard: %s", result.dashboard)
-            if echo:
-                echo(f"Dask dashboard: {result.dashboard}")
-        if workers is not None:
-            threads = local_cluster_threads(workers)
+    @property
+    def name(self) -> str:
+        if self.scheduler:
+            return f"dask scheduler {self.scheduler}"
+        if self.workers is not None:
+            return f"dask LocalCluster, {self.workers} worker(s)"
+        return f"local, {self.jobs} job(s)"
+
+    @contextmanager
+    def started(self, echo: Callable[[str], None] | None) -> Iterator[_Executor]:
+        if self.workers is None and not self.scheduler:
+            yield self
+            return
+        from agriseg.batch.cluster import dashboard_of, dask_client
+
+        with dask_client(self.workers, self.scheduler) as client:
+            self.client, self.dashboard = client, dashboard_of(client)
+            if self.dashboard and echo:
+                echo(f"Dask dashboard: {self.dashboard}")
+            try:
+                yield self
+            finally:
+                self.client = None
+
+    def run(self, tasks: list[Task]) -> Iterator[Outcome]:
+        if not tasks:
+            return
+        if self.client is None:
+            from agriseg.batch.local import run_local
+
+            threads = max(1, (os.cpu_count() or 1) // self.jobs)
+            yield from run_local([dataclasses.replace(t, torch_threads=threads) for t in tasks],
+                                 jobs=min(self.jobs, len(tasks)), timeout=self.timeout,
+                                 retries=self.retries, task_fn=self.task_fn)
+            return
+        from agriseg.batch.cluster import local_cluster_threads, run_dask
+
+        if self.workers is not None:
+            threads = local_cluster_threads(self.workers)
             tasks = [dataclasses.replace(t, torch_threads=threads) for t in tasks]
-        yield from run_dask(tasks, client, retries=retries, resources=resources,
-                            task_fn=task_fn)
+        yield from run_dask(tasks, self.client, retries=self.retries,
+                            resources=self.resources, task_fn=self.task_fn)
 
 
 def _apply(row: dict[str, Any], outcome: Outcome) -> None:
