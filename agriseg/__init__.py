@@ -10,6 +10,7 @@ command line, one function per command, always source, then destination, then ke
     agriseg.vectorize("mask.tif", "fields.gpkg", min_area_m2=0.01)
     agriseg.evaluate(["a.tif"], ["a_labels.tif"], model="m.safetensors")
     agriseg.train("configs/train/sample.yaml", epochs=2)
+    agriseg.run_batch(["incoming/"], "maps/", min_age_s=600)  # agriseg batch
     model = agriseg.load_model("m.safetensors")
     agriseg.predict_array(pixels, model).classes
 
@@ -31,6 +32,7 @@ _LAZY = {
     "map_field": ("agriseg.jobs.fieldmap", "map_field"),
     "evaluate": ("agriseg.jobs.evaluate", "evaluate_model"),
     "train": ("agriseg.training.loop", "train"),
+    "run_batch": ("agriseg.batch.run", "run_batch"),
     "load_model": ("agriseg.models.checkpoint", "load_model"),
     "Model": ("agriseg.models.checkpoint", "Model"),
     "PredictOptions": ("agriseg.options", "PredictOptions"),

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from bench import bench_efficiency, bench_memory, bench_vectorize
+from bench import bench_batch, bench_efficiency, bench_memory, bench_vectorize
 from bench.common import OUT
 
 
@@ -20,7 +20,9 @@ def main() -> None:
     mem = bench_memory.run()
     print("[vectorize] throughput vs whole-array shapes, memory 4096^2 vs 16384^2")
     vec = bench_vectorize.run()
-    results = {"efficiency": eff, "memory": mem, "vectorize": vec}
+    print("[batch] 8 rasters of 2048^2, default model: rasters/min and batch overhead")
+    bat = bench_batch.run()
+    results = {"efficiency": eff, "memory": mem, "vectorize": vec, "batch": bat}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     print(f"results written to {OUT / 'results.json'}")

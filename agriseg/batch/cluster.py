@@ -43,9 +43,11 @@ def _distributed():
 
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None,
+                resources: dict[str, float] | None = None,
                 dashboard_address: str | None = ":8787") -> Iterator[Any]:
-    """A ``distributed.Client``: on a new ``LocalCluster`` of ``workers`` processes, or
-    connected to the scheduler at ``scheduler``. Closed (and the cluster stopped) on exit."""
+    """A ``distributed.Client``: on a new ``LocalCluster`` of ``workers`` processes (each
+    offering ``resources``), or connected to the scheduler at ``scheduler`` (one of whose
+    workers must offer ``resources``). Closed, and the cluster stopped, on exit."""
     distributed = _distributed()
     import dask
 
@@ -56,15 +58,42 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: "
                               f"{first_line(e)}") from None
         with client:
+            _check_resources(client, scheduler, resources)
             yield client
         return
     # a dead worker fails its task at once: --retries decides about retrying, not Dask
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+    with _environ_kept(), dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                      dashboard_address=dashboard_address,
+                                     resources=resources or None,
                                      silence_logs=logging.ERROR) as cluster, \
             distributed.Client(cluster) as client:
         yield client
+
+
+def _check_resources(client: Any, scheduler: str, resources: dict[str, float] | None) -> None:
+    """Tasks asking for resources no worker has would wait for ever: refuse at once."""
+    if not resources:
+        return
+    offered = [w.get("resources", {}) for w in client.scheduler_info()["workers"].values()]
+    if not any(all(r.get(k, 0) >= v for k, v in resources.items()) for r in offered):
+        want = ",".join(f"{k}={v:g}" for k, v in resources.items())
+        raise ConfigError(f"no worker of the Dask scheduler at {scheduler} offers {want}; "
+                          f"start workers with: dask worker {scheduler} --resources {want}")
+
+
+@contextlib.contextmanager
+def _environ_kept() -> Iterator[None]:
+    """Undo what starting a LocalCluster writes into this process's environment
+    (``MALLOC_TRIM_THRESHOLD_``, ``OMP_NUM_THREADS=1``...: meant for its workers, but left
+    behind for every process started afterwards, local batch workers included)."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dict(os.environ) != saved:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def local_cluster_threads(workers: int) -> int:

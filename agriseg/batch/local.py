@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -160,21 +161,29 @@ def _kill(w: _Worker) -> None:
 
 
 def _stop(workers: list[_Worker]) -> None:
+    """Idle workers are told to exit and reaped in the background (tearing down PyTorch takes
+    a while; the batch meanwhile writes its index); busy ones (the batch was interrupted) are
+    killed at once."""
+    idle = [w for w in workers if w.task is None and w.process.is_alive()]
+    for w in idle:
+        with contextlib.suppress(OSError):
+            w.conn.send(None)
     for w in workers:
-        if w.task is None and w.process.is_alive():
-            with contextlib.suppress(OSError):
-                w.conn.send(None)
-    deadline = time.monotonic() + 10
+        if w not in idle:
+            _kill(w)
+    if idle:
+        threading.Thread(target=_reap, args=(idle,), name="agriseg-reaper", daemon=True).start()
+
+
+def _reap(workers: list[_Worker]) -> None:
     for w in workers:
-        if w.task is None:
-            w.process.join(max(0.0, deadline - time.monotonic()))
+        w.process.join(30)
         _kill(w)
 
 
 def _worker_main(conn: Connection, parent_pid: int, task_fn: TaskFn) -> None:
     _die_with_parent(parent_pid)
-    import agriseg.jobs.fieldmap  # noqa: F401 - PyTorch, before a raster's timeout starts
-
+    _preload()
     conn.send(READY)
     while True:
         try:
@@ -182,12 +191,26 @@ def _worker_main(conn: Connection, parent_pid: int, task_fn: TaskFn) -> None:
         except (EOFError, OSError):
             return
         if task is None:
-            return
+            os._exit(0)  # nothing left to flush; skips a second of PyTorch teardown
         try:
             outcome = task_fn(task)
         except BaseException as e:  # noqa: BLE001 - report, then let the executor decide
             outcome = Outcome(task.key, "failed", f"{type(e).__name__}: {e}", transient=True)
         conn.send(outcome)
+
+
+def _preload() -> None:
+    """Import PyTorch and segmentation-models-pytorch (about 3 s together) before the worker
+    says it is ready, so that no raster's ``timeout`` pays for them."""
+    import agriseg.jobs.fieldmap  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import segmentation_models_pytorch  # noqa: F401
+    from tqdm import tqdm
+
+    # tqdm's default lock is a multiprocessing semaphore, which the worker's fast exit would
+    # leave registered with the resource tracker; a worker's bars are off, a thread lock will do
+    tqdm.set_lock(threading.RLock())
 
 
 def _die_with_parent(parent_pid: int) -> None:

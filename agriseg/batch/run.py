@@ -298,7 +298,7 @@ class _Executor:
             return
         from agriseg.batch.cluster import dashboard_of, dask_client
 
-        with dask_client(self.workers, self.scheduler) as client:
+        with dask_client(self.workers, self.scheduler, self.resources) as client:
             self.client, self.dashboard = client, dashboard_of(client)
             if self.dashboard and echo:
                 echo(f"Dask dashboard: {self.dashboard}")

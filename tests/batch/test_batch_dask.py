@@ -62,6 +62,10 @@ def test_local_cluster_equals_the_local_executor_and_survives_a_dead_worker(
     # resumable like the local executor: a re-run skips what is done
     again = run_batch([inbox / f"{k}.tif" for k in KEYS], out, model=ckpt, workers=2)
     assert {r["status"] for r in again.rows} == {"skipped"}
+    # tasks that ask for a resource run on local workers that offer it (and never hang)
+    gpu = run_batch([inbox / "f0.tif"], out, model=ckpt, workers=1, resources={"GPU": 1},
+                    force=True)
+    assert [r["status"] for r in gpu.rows] == ["done"]
 
 
 def _dask_cli() -> str:
@@ -99,6 +103,9 @@ def test_a_real_scheduler_and_two_workers_give_the_same_outputs(inbox, local_map
         assert report["counts"]["done"] == len(KEYS)
         pids = {row["worker"]["pid"] for row in report["rasters"]}
         assert len(pids) == 2 and os.getpid() not in pids  # both worker processes mapped
+        assert_bad_input(run("batch", inbox, "-o", out, "--scheduler", address, "--force",
+                             "--resources", "GPU=1"), "no worker", "offers GPU=1",
+                         "--resources GPU=1")
         assert_same_maps(local, out, KEYS)
     finally:
         for p in reversed(procs):
