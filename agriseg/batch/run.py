@@ -333,7 +333,7 @@ def _apply(row: dict[str, Any], outcome: Outcome) -> None:
                seconds=round(outcome.seconds, 3), worker=outcome.worker)
     if outcome.status == "done":
         row.update({k: outcome.figures.get(k) for k in ("crop_ha", "weed_ha", "weed_share",
-                                                         "polygons", "mpx_per_s")})
+                                                         "polygons", "mpx_per_s", "device")})
         log.info("%s: mapped into %s in %.1f s (%s)", row["raster"], row["folder"],
                  outcome.seconds, outcome.reason)
     else:

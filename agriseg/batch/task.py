@@ -174,4 +174,5 @@ def figures_of(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
         "width": inp["width"], "height": inp["height"], "crs": inp["crs"],
         "bounds": inp["bounds"], "model_name": summary["model"]["name"],
         "polygons_file": summary["outputs"]["polygons"],
+        "device": summary["parameters"].get("device_used"),
     }

@@ -60,6 +60,7 @@ class PredictResult:
     seconds: float
     model_seconds: float
     warnings: list[str] = field(default_factory=list)
+    device: str = "cpu"  # where the model ran (``auto`` resolved)
 
 
 def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, batch_size: int
@@ -117,7 +118,7 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
     """
     t0 = time.perf_counter()
     opts = with_options(PredictOptions, options, option_kw)
-    resolve_device(opts.device)  # fail before any work when CUDA is asked for but absent
+    device = resolve_device(opts.device)  # fails before any work when CUDA is absent
     dst = check_output(dst, overwrite)
     conf_path = check_output(confidence, overwrite) if confidence else None
     card = card_of(model)  # a bad checkpoint fails before the raster is opened
@@ -137,7 +138,8 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
         patches=len(grid), patch_px=max(grid.patch_h, grid.patch_w), overlap_px=grid.overlap_px,
         class_pixels=pixels_per_class(outputs.counts, card),
         nodata_pixels=int(outputs.counts[NODATA]),
-        seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings)
+        seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings,
+        device=str(device))
 
 
 def patch_grid(height: int, width: int, model: Model, opts: PredictOptions) -> PatchGrid:
