@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,9 +160,18 @@ def _run(planner: _Planner, items: list[BatchItem], executor: _Executor, run_dir
     rows, tasks = planner.plan(items)
     write_report(run_dir, rows, run_info)
     by_key = {r["folder"]: r for r in rows}
-    for outcome in _progress(executor.run(tasks), len(tasks), progress):
-        _apply(by_key[outcome.key], outcome)
+    try:
+        with closing(_progress(executor.run(tasks), len(tasks), progress)) as outcomes:
+            for outcome in outcomes:
+                _apply(by_key[outcome.key], outcome)
+                write_report(run_dir, rows, run_info)
+    except BaseException:  # Ctrl-C, SIGTERM turned into SystemExit...: the workers are gone
+        for row in rows:
+            if row["status"] == "pending":
+                row.update(status="failed", reason="interrupted; the next run maps it")
         write_report(run_dir, rows, run_info)
+        clean_leftovers(planner.outroot)
+        raise
     _try_index(planner.outroot)
     return BatchResult(planner.outroot, run_dir, rows, 0.0, executor.dashboard)
 
@@ -346,7 +355,7 @@ def _progress(outcomes: Iterator[Outcome], total: int, progress: bool) -> Iterat
     from tqdm import tqdm
 
     with tqdm(total=total, unit="raster", desc="batch", disable=not progress or not total,
-              dynamic_ncols=True) as bar:
+              dynamic_ncols=True) as bar, closing(outcomes):  # type: ignore[type-var]
         for outcome in outcomes:
             bar.update(1)
             yield outcome

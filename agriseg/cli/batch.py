@@ -6,15 +6,7 @@ from typing import Any
 
 import click
 
-from agriseg.cli.options import (
-    bands_opt,
-    echo_json,
-    inference_opts,
-    json_opt,
-    patch_opts,
-    vector_opts,
-)
-from agriseg.vector.export import FORMATS
+from agriseg.cli.options import echo_json, json_opt, map_opts
 
 
 def _parse_resources(ctx: click.Context, param: click.Parameter, value: str | None
@@ -37,15 +29,7 @@ def _parse_resources(ctx: click.Context, param: click.Parameter, value: str | No
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "outroot", required=True, type=click.Path(file_okay=False),
               help="Output root: one map folder per raster, runs/<UTC>/ reports, index.gpkg.")
-@click.option("-m", "--model", "model_path", default=None, type=click.Path(dir_okay=False),
-              help="Checkpoint for every raster (a manifest's model column overrides it) "
-                   "[default: the model shipped with agriseg].")
-@click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="gpkg",
-              show_default=True, help="Polygon format.")
-@patch_opts
-@inference_opts
-@bands_opt
-@vector_opts
+@map_opts
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine (the local executor).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,

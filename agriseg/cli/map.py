@@ -6,32 +6,14 @@ from typing import Any
 
 import click
 
-from agriseg.cli.options import (
-    bands_opt,
-    echo_json,
-    format_area,
-    inference_opts,
-    json_opt,
-    overwrite_opt,
-    patch_opts,
-    vector_opts,
-)
-from agriseg.vector.export import FORMATS
+from agriseg.cli.options import echo_json, format_area, json_opt, map_opts, overwrite_opt
 
 
 @click.command("map")
 @click.argument("field", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to create for the results.")
-@click.option("-m", "--model", "model_path", default=None, type=click.Path(dir_okay=False),
-              help="Checkpoint (.safetensors) with its model card [default: the model "
-                   "shipped with agriseg].")
-@click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="gpkg",
-              show_default=True, help="Polygon format.")
-@patch_opts
-@inference_opts
-@bands_opt
-@vector_opts
+@map_opts
 @overwrite_opt
 @json_opt
 @click.pass_context

@@ -95,6 +95,21 @@ def vector_opts(f: Callable) -> Callable:
     return f
 
 
+def map_opts(f: Callable) -> Callable:
+    """What ``map`` and ``batch`` share: the model, the polygon format, and the prediction
+    and vectorization options."""
+    from agriseg.vector.export import FORMATS
+
+    for deco in (vector_opts, bands_opt, inference_opts, patch_opts):
+        f = deco(f)
+    f = click.option("-f", "--format", "fmt", type=click.Choice(sorted(FORMATS)),
+                     default="gpkg", show_default=True, help="Polygon format.")(f)
+    return click.option("-m", "--model", "model_path", default=None,
+                        type=click.Path(dir_okay=False),
+                        help="Checkpoint (.safetensors) with its model card [default: the "
+                             "model shipped with agriseg].")(f)
+
+
 def format_area(m2: float) -> str:
     """Hectares for field-sized areas, square metres for small ones."""
     return f"{m2 / 10_000:.4f} ha" if m2 >= 1000 else f"{m2:.2f} m²"

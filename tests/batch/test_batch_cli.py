@@ -74,6 +74,31 @@ def test_kill_9_mid_raster_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert json.loads(again.stdout)["counts"]["skipped"] == 2
 
 
+def test_ctrl_c_stops_cleanly_and_the_report_says_so(tmp_path):
+    inbox = tmp_path / "in"
+    _inbox(inbox, 2, 1280)
+    out = tmp_path / "maps"
+    proc = subprocess.Popen([*CLI, "batch", str(inbox), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: out.is_dir() and any(
+            p.name.endswith(".part") for p in out.iterdir()))
+        proc.send_signal(signal.SIGINT)  # the batch process only, as a terminal's Ctrl-C
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err
+    assert leftovers(out) == []
+    (report,) = out.glob("runs/*/report.json")
+    rows = json.loads(report.read_text())["rasters"]
+    assert {r["status"] for r in rows} <= {"done", "failed"}
+    assert any(r["reason"] == "interrupted; the next run maps it" for r in rows)
+    for r in rows:
+        assert (out / r["folder"] / "mask.tif").exists() == (r["status"] == "done")
+
+
 def test_a_concurrent_run_is_refused_and_a_killed_holder_never_blocks(tmp_path):
     (a,) = _inbox(tmp_path / "in", 1, 128)
     out = tmp_path / "maps"
