@@ -72,7 +72,8 @@ def command(ctx: click.Context, inputs: tuple[str, ...], outroot: str, model_pat
 
     result = run_batch(inputs, outroot, model=model_path, fmt=fmt,
                        progress=not ctx.obj["quiet"] and not as_json,
-                       echo=lambda s: click.echo(s, err=True), **options)
+                       echo=None if ctx.obj["quiet"] else lambda s: click.echo(s, err=True),
+                       **options)
     if as_json:
         echo_json({"outroot": str(result.outroot), "run_dir": str(result.run_dir),
                    "counts": result.counts, "exit_code": result.exit_code,
