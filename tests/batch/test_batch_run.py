@@ -218,3 +218,24 @@ def test_usage_errors_are_raised_before_any_work(make_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="no such model"):
         run_batch([a], out, model=tmp_path / "nope.safetensors")
     assert not out.exists()
+
+
+def test_manifest_rows_choose_their_own_model_and_format(make_checkpoint, tmp_path):
+    base = make_checkpoint()
+    other = make_checkpoint("other.safetensors", seed=7)
+    _fields(tmp_path / "in", ["a.tif", "b.tif"])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,model,format\nin/a.tif,other.safetensors,shp\nin/b.tif,,\n")
+    out = tmp_path / "maps"
+    first = run_batch([manifest], out, model=base)
+    assert _status(first) == {"a": "done", "b": "done"}
+    assert (out / "a" / "fields.shp").is_file() and (out / "b" / "fields.gpkg").is_file()
+    models = {k: json.loads((out / k / "summary.json").read_text())["model"]["path"]
+              for k in ("a", "b")}
+    assert models == {"a": str(other.resolve()), "b": str(base.resolve())}
+    index = gpd.read_file(out / "index.gpkg").set_index("folder")
+    assert index.loc["a", "polygons_file"] == "a/fields.shp"
+    assert _status(run_batch([manifest], out, model=base)) == {"a": "skipped", "b": "skipped"}
+    # the batch's own model changes: only the row that uses it is redone
+    again = run_batch([manifest], out, model=make_checkpoint("third.safetensors", seed=9))
+    assert _status(again) == {"a": "skipped", "b": "done"}
