@@ -96,11 +96,6 @@ def _environ_kept() -> Iterator[None]:
             os.environ.update(saved)
 
 
-def local_cluster_threads(workers: int) -> int:
-    """PyTorch threads per worker of a local cluster: the cores shared out, at least one."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
 def run_dask(tasks: Iterable[Task], client: Any, *, retries: int = 0,
              resources: dict[str, float] | None = None,
              task_fn: Callable[[Task], Outcome] = run_task) -> Iterator[Outcome]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agriseg.errors import ConfigError, InputNotFoundError
-from agriseg.vector.export import FORMATS
+from agriseg.vector.export import format_for
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 MANIFEST_SUFFIXES = (".csv",)
@@ -65,9 +65,10 @@ def find_rasters(inputs: Sequence[str | os.PathLike], *, exclude: Path | None = 
         text = os.fspath(raw)
         p = Path(text)
         if p.is_dir():
-            found += [(f, _folder_key(f, p), {}) for f in _walk(p, exclude)]
-            if not any(True for _ in _walk(p, exclude)):
+            rasters = list(_walk(p, exclude))
+            if not rasters:
                 log.warning("%s: no .tif/.tiff rasters in this folder", p)
+            found += [(f, _folder_key(f, p), {}) for f in rasters]
         elif p.suffix.lower() in MANIFEST_SUFFIXES:
             found += read_manifest(p)
         elif p.exists():
@@ -153,14 +154,19 @@ def _parse_row(row: dict[str, str], path: Path, line: int) -> dict[str, Any]:
                 model = Path(text)
                 out[name] = str(model if model.is_absolute() else path.parent / model)
             elif name == "format":
-                if text not in FORMATS:
-                    raise ValueError(f"use one of {', '.join(sorted(FORMATS))}")
-                out[name] = text
+                out[name] = _format(text)
             else:
                 out[name] = text
         except ValueError as e:
             raise ConfigError(f"{path}, line {line}: bad {name} {text!r} ({e})") from None
     return out
+
+
+def _format(text: str) -> str:
+    try:
+        return format_for(f"fields.{text}", text)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
 
 
 def _unique_items(found: list[tuple[Path, str, dict[str, Any]]]) -> list[BatchItem]:

@@ -43,7 +43,7 @@ from agriseg.errors import AgrisegError, ConfigError, OutputError, first_line
 from agriseg.hashing import file_sha256
 from agriseg.models.default import model_or_default
 from agriseg.options import PredictOptions, VectorizeOptions, split_options
-from agriseg.vector.export import FORMATS
+from agriseg.vector.export import format_for
 
 log = logging.getLogger("agriseg")
 STATUSES = ("done", "skipped", "failed", "too-new")
@@ -120,7 +120,8 @@ def run_batch(inputs: Sequence[str | os.PathLike], outroot: str | os.PathLike, *
     """
     t0 = time.perf_counter()
     popts, vopts = split_options(option_kw, predict_options, vector_options)
-    _check_usage(fmt, jobs, workers, scheduler, resources, retries, timeout, min_age_s)
+    fmt = format_for(f"fields.{fmt}", fmt)  # map_field's own rule for the format name
+    _check_usage(jobs, workers, scheduler, resources, retries, timeout, min_age_s)
     outroot = Path(outroot)
     if outroot.exists() and not outroot.is_dir():
         raise OutputError(f"{outroot}: exists and is not a folder")
@@ -176,10 +177,7 @@ def _run(planner: _Planner, items: list[BatchItem], executor: _Executor, run_dir
     return BatchResult(planner.outroot, run_dir, rows, 0.0, executor.dashboard)
 
 
-def _check_usage(fmt, jobs, workers, scheduler, resources, retries, timeout, min_age_s
-                 ) -> None:
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(sorted(FORMATS))}")
+def _check_usage(jobs, workers, scheduler, resources, retries, timeout, min_age_s) -> None:
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     if workers is not None and scheduler:
@@ -211,7 +209,6 @@ class _Planner:
         self.base = {**dataclasses.asdict(popts), **dataclasses.asdict(vopts)}
         self.use_hash, self.force, self.min_age_s = use_hash, force, min_age_s
         self.shas: dict[str, str] = {}
-        self.threads = None
         self.claimed: set[str] = set()
 
     def folder_for(self, item: BatchItem, resolved: str) -> str:
@@ -239,6 +236,7 @@ class _Planner:
                 continue
             except OSError as e:  # vanished or unreadable between listing and planning
                 row.update(status="failed", reason=f"{e.strerror or e}: {item.path}")
+                log.error("%s: %s", item.path, row["reason"])
                 continue
             if task is not None:
                 tasks.append(task)
@@ -272,8 +270,7 @@ class _Planner:
         row["status"] = "pending"
         return Task(key=key, raster=str(item.path), folder=str(self.outroot / key),
                     model=model, model_sha256=self.shas[model], options=options, fmt=fmt,
-                    fingerprint=fp, parameters=params, reason=reason or "forced (--force)",
-                    torch_threads=self.threads)
+                    fingerprint=fp, parameters=params, reason=reason or "forced (--force)")
 
 
 def _figures(record: dict[str, Any] | None) -> dict[str, Any]:
@@ -319,19 +316,19 @@ class _Executor:
     def run(self, tasks: list[Task]) -> Iterator[Outcome]:
         if not tasks:
             return
+        # worker processes on this machine share its cores; a running cluster's are its own
+        local_workers = self.jobs if self.client is None else self.workers
+        if local_workers:
+            threads = max(1, (os.cpu_count() or 1) // local_workers)
+            tasks = [dataclasses.replace(t, torch_threads=threads) for t in tasks]
         if self.client is None:
             from agriseg.batch.local import run_local
 
-            threads = max(1, (os.cpu_count() or 1) // self.jobs)
-            yield from run_local([dataclasses.replace(t, torch_threads=threads) for t in tasks],
-                                 jobs=min(self.jobs, len(tasks)), timeout=self.timeout,
+            yield from run_local(tasks, jobs=min(self.jobs, len(tasks)), timeout=self.timeout,
                                  retries=self.retries, task_fn=self.task_fn)
             return
-        from agriseg.batch.cluster import local_cluster_threads, run_dask
+        from agriseg.batch.cluster import run_dask
 
-        if self.workers is not None:
-            threads = local_cluster_threads(self.workers)
-            tasks = [dataclasses.replace(t, torch_threads=threads) for t in tasks]
         yield from run_dask(tasks, self.client, retries=self.retries,
                             resources=self.resources, task_fn=self.task_fn)
 

@@ -65,7 +65,8 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 
 def owner_of(folder: Path) -> str | None:
     """The input path a raster folder belongs to: from its completion record, else from the
-    ``summary.json`` of a run interrupted before its record; None for a free name."""
+    ``summary.json`` of a run interrupted before its record; None for a free name, and ""
+    for a folder whose owner cannot be read (it is never taken over)."""
     record = read_record(folder)
     if record is not None:
         return record.get("input", {}).get("path")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agriseg import __version__
+from agriseg.batch.state import write_record
 from agriseg.errors import AgrisegError, first_line
 
 if TYPE_CHECKING:
@@ -93,8 +94,6 @@ def run_task(task: Task) -> Outcome:
 
 
 def write_completion(task: Task, figures: dict[str, Any]) -> None:
-    from agriseg.batch.state import write_record
-
     write_record(Path(task.folder), {
         "agriseg_version": __version__,
         "completed_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
