@@ -15,15 +15,15 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask,onnx]"
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check agriseg tests bench tools
 	$(BIN)/python -m pytest -q
 
-# Manual (CI runs `make test`): pins each direct dependency, dev and dask extras included, to its
-# floor with tools/min_constraints.py (needs Python >= 3.11 for tomllib) and runs pytest in $(VENV_MIN).
+# Manual (CI runs `make test`): pins each direct dependency (dev, dask and onnx extras
+# included) to its floor with tools/min_constraints.py (needs Python >= 3.11 for tomllib) and runs pytest in $(VENV_MIN).
 test-min: $(MIN_STAMP)
 	$(VENV_MIN)/bin/python tools/min_constraints.py --report
 	$(VENV_MIN)/bin/python -m pytest -q
@@ -32,7 +32,7 @@ $(MIN_STAMP): pyproject.toml tools/min_constraints.py
 	test -x $(VENV_MIN)/bin/python || $(PYTHON) -m venv $(VENV_MIN)
 	$(VENV_MIN)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV_MIN)/bin/python tools/min_constraints.py -o $(MIN_CONSTRAINTS)
-	$(VENV_MIN)/bin/python -m pip install --quiet -c $(MIN_CONSTRAINTS) -e ".[dev,dask]"
+	$(VENV_MIN)/bin/python -m pip install --quiet -c $(MIN_CONSTRAINTS) -e ".[dev,dask,onnx]"
 	touch $(MIN_STAMP)
 
 lint: $(STAMP)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Pin every direct dependency of agriseg to its declared floor, for ``make test-min``.
 
-Reads ``[project].dependencies`` and the ``dev`` and ``dask`` extras from pyproject.toml and
-writes a pip constraints file with one ``name==<floor>`` line per requirement, where the floor
-is the version after ``>=`` (or ``~=``/``==``). ``pip install -c FILE -e ".[dev,dask]"`` then
-installs the lowest versions pyproject.toml allows, so a floor that no longer works fails
-``make test-min`` instead of a user's install. Every requirement must declare a floor; one
-without is an error.
+Reads ``[project].dependencies`` and the ``dev``, ``dask`` and ``onnx`` extras from
+pyproject.toml and writes a pip constraints file with one ``name==<floor>`` line per
+requirement, where the floor is the version after ``>=`` (or ``~=``/``==``).
+``pip install -c FILE -e ".[dev,dask,onnx]"`` then installs the lowest versions pyproject.toml
+allows, so a floor that no longer works fails ``make test-min`` instead of a user's install.
+Every requirement must declare a floor; one without is an error.
 
 Transitive dependencies are left to pip, except for the few lines in ``EXTRA`` below, each needed
 because the newest release pip would pick breaks with the old direct floors.
@@ -32,7 +32,7 @@ except ImportError:  # Python 3.10
              "run make with PYTHON=python3.11 or newer")
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRAS = ("dev", "dask")
+EXTRAS = ("dev", "dask", "onnx")
 
 # Transitive pins, name -> (specifier, why). Keep this minimal: only what breaks otherwise.
 # None is needed now: numpy is a direct dependency, so its floor (1.24.0) already keeps torch 2.3

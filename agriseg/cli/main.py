@@ -103,6 +103,7 @@ def _register() -> None:
     from agriseg.cli import (
         batch,
         evaluate,
+        export,
         info,
         map,
         models,
@@ -112,7 +113,7 @@ def _register() -> None:
         vectorize,
     )
 
-    for mod in (batch, evaluate, info, map, models, predict, tile, train, vectorize):
+    for mod in (batch, evaluate, export, info, map, models, predict, tile, train, vectorize):
         mod.command.params.extend(verbosity_params())
         cli.add_command(mod.command)
 

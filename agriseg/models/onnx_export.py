@@ -1,0 +1,99 @@
+"""Export an agriseg checkpoint to ONNX, with its model card inside.
+
+The exported graph takes normalized patches ``(N, C, H, W)`` float32 with a dynamic batch size
+and dynamic height and width (multiples of the model's input divisor) and returns the raw
+class logits ``(N, K, H, W)``: softmax is *not* included, because agriseg blends overlapping
+patches in logit space and takes the softmax of the blended result (as the PyTorch path does),
+so both backends feed the stitcher the same numbers. The ONNX file's metadata holds the model
+card (``agriseg.model_card``), the input divisor, the output kind and the sha256 of the
+checkpoint it came from, so ``agriseg predict -m model.onnx`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from agriseg import __version__
+from agriseg.errors import CheckpointError, first_line
+from agriseg.hashing import file_sha256
+from agriseg.models.checkpoint import Model, load_model
+from agriseg.models.registry import input_divisor
+from agriseg.outputs import atomic_output, check_output
+
+OPSET = 17
+INPUT_NAME = "patches"
+OUTPUT_NAME = "logits"
+META_PREFIX = "agriseg."
+
+
+def export_onnx(model: str | os.PathLike | Model | None, dst: str | os.PathLike, *,
+                opset: int = OPSET, overwrite: bool = False) -> Path:
+    """Write ``model`` (a checkpoint path, a loaded :class:`Model`, or None for the default
+    model) to ``dst`` as ONNX with its card in the metadata; return ``dst``.
+
+    Raises
+    ------
+    AgrisegError
+        A bad checkpoint, an existing ``dst`` without ``overwrite``, or a network the ONNX
+        exporter cannot translate (the message names the operator it stopped at).
+    """
+    if opset < OPSET:
+        raise CheckpointError(f"opset {opset} is too old; agriseg exports opset >= {OPSET}")
+    dst = check_output(dst, overwrite)
+    model = load_model(model)
+    net = model.net.eval().cpu()
+    side = _example_side(model.card.patch_px, input_divisor(net))
+    example = torch.zeros(1, model.card.in_channels, side, side)
+    meta = {
+        "model_card": model.card.to_json(),
+        "input_divisor": str(input_divisor(net)),
+        "output": OUTPUT_NAME,
+        "source_sha256": file_sha256(model.path) if model.path else "",
+        "agriseg_version": __version__,
+    }
+    with atomic_output(dst, overwrite) as tmp:
+        _export(net, example, tmp, opset)
+        _add_metadata(tmp, meta)
+    return dst
+
+
+def _example_side(patch_px: int, divisor: int) -> int:
+    """A small example size the network accepts (the exported graph is shape-generic)."""
+    return max(divisor, min(patch_px, 256) // divisor * divisor)
+
+
+def _export(net: torch.nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            kw = {"dynamo": False} if "dynamo" in _export_params() else {}
+            torch.onnx.export(net, (example,), str(path), opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+                              do_constant_folding=True, **kw)
+    except Exception as e:  # noqa: BLE001 - the exporter raises many types, all mean "cannot"
+        raise CheckpointError(f"this model cannot be exported to ONNX: {type(e).__name__}: "
+                              f"{first_line(e)[:300]}") from None
+
+
+def _export_params() -> set[str]:
+    import inspect
+
+    return set(inspect.signature(torch.onnx.export).parameters)
+
+
+def _add_metadata(path: Path, meta: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + key, value
+    proto.producer_name = "agriseg"
+    proto.producer_version = __version__
+    onnx.save(proto, str(path))
