@@ -13,3 +13,6 @@ MAX_CLASS_ID = 254
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
 BLEND_MODES = ("hann", "crop")  # how overlapping patches are merged (agriseg.infer.blending)
 DEVICES = ("auto", "cpu", "cuda")  # where models run (agriseg.infer.devices)
+
+# where the forward pass runs (see agriseg.infer.engines)
+BACKENDS = ("auto", "torch", "onnx")

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from agriseg.constants import BLEND_MODES, DEVICES
+from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES
 from agriseg.errors import ConfigError
 
 T = TypeVar("T", "PredictOptions", "VectorizeOptions")
@@ -39,6 +39,8 @@ class PredictOptions:
     blend: str = "hann"
     bands: tuple[int, ...] | None = None
     amp: bool = True
+    backend: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.bands is not None:
@@ -54,13 +56,18 @@ class PredictOptions:
             raise ConfigError(f"patch size must be positive, got {self.patch_px}")
         if self.overlap_px is not None and self.overlap_px < 0:
             raise ConfigError(f"overlap must be >= 0, got {self.overlap_px}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; use one of "
+                              f"{', '.join(BACKENDS)}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.bands is not None and any(b < 1 for b in self.bands):
             raise ConfigError(f"band numbers start at 1, got {list(self.bands)}")
 
     def summary(self, patch_px: int, overlap_px: int) -> dict[str, Any]:
         """What ``summary.json`` records: the patch size and overlap actually used."""
         return {"patch_px": patch_px, "overlap_px": overlap_px, "batch_size": self.batch_size,
-                "device": self.device, "blend": self.blend,
+                "device": self.device, "blend": self.blend, "backend": self.backend,
                 "bands": list(self.bands) if self.bands is not None else None}
 
 

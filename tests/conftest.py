@@ -16,6 +16,15 @@ from agriseg.models.checkpoint import save_checkpoint
 from agriseg.models.registry import create_model
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache(tmp_path_factory):
+    """ONNX exports go to a folder of the test session, never the user's cache."""
+    import os
+
+    os.environ["AGRISEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("agriseg-cache"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_logging():
     """Undo what a CLI test's logging set-up did, so ``caplog`` sees agriseg's records."""

@@ -17,7 +17,8 @@ FUNCTIONS = ["predict", "predict_array", "vectorize", "map_field", "evaluate", "
 def test_importing_agriseg_loads_no_torch():
     code = ("import sys, agriseg; agriseg.vectorize; agriseg.PredictOptions; "
             "assert 'torch' not in sys.modules, 'torch imported'; "
-            "agriseg.predict; assert 'torch' in sys.modules")
+            "agriseg.predict; assert 'torch' not in sys.modules, 'predict imported torch'; "
+            "agriseg.load_model; assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from agriseg.constants import BLEND_MODES, DEVICES
+from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None
@@ -50,6 +50,12 @@ def patch_opts(f: Callable) -> Callable:
 
 
 def inference_opts(f: Callable) -> Callable:
+    f = click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="CPU threads for the model [default: all cores].")(f)
+    f = click.option("--backend", type=click.Choice(BACKENDS), default="auto",
+                     show_default=True,
+                     help="auto: ONNX Runtime on the CPU when installed (the checkpoint is "
+                          "exported once and cached), PyTorch on CUDA.")(f)
     f = click.option("--blend", type=click.Choice(BLEND_MODES), default="hann",
                      show_default=True,
                      help="Merge overlapping patches by a Hann window or by centre-cropping.")(f)

@@ -13,20 +13,23 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agriseg.constants import NODATA
 from agriseg.errors import ModelMismatchError
 from agriseg.infer.devices import resolve_device
-from agriseg.infer.pipeline import patch_grid, pixels_per_class, run_patches
+from agriseg.infer.engines import Engine
+from agriseg.infer.pipeline import engine_for, patch_grid, pixels_per_class, run_patches
 from agriseg.infer.stitcher import FinishedRows
-from agriseg.models.checkpoint import Model, load_model
 from agriseg.options import PredictOptions, with_options
 from agriseg.raster.grid import PatchGrid
 from agriseg.raster.io import valid_pixels
 from agriseg.raster.reader import PatchRow
+
+if TYPE_CHECKING:
+    from agriseg.models.checkpoint import Model
 
 
 @dataclass
@@ -75,21 +78,22 @@ def predict_array(array: np.ndarray, model: Model | str | os.PathLike | None = N
     """
     t0 = time.perf_counter()
     opts = with_options(PredictOptions, options, option_kw)
-    resolve_device(opts.device)
-    model = load_model(model)
-    data = _bands_of(np.asarray(array), model, opts)
+    if opts.device != "auto":
+        resolve_device(opts.device)
+    engine = engine_for(model, opts)
+    data = _bands_of(np.asarray(array), engine, opts)
     mask = _valid(data, valid, nodata)
-    grid = patch_grid(data.shape[1], data.shape[2], model, opts)
+    grid = patch_grid(data.shape[1], data.shape[2], engine, opts)
     out = ArrayOutputs(grid, confidence)
-    run_patches(grid, _rows(data, mask, grid), model, opts, out, confidence, progress)
+    run_patches(grid, _rows(data, mask, grid), engine, opts, out, confidence, progress)
     counts = np.bincount(out.classes.ravel(), minlength=256)
     return ArrayPrediction(
         classes=out.classes, confidence=out.confidence, patches=len(grid),
-        class_pixels=pixels_per_class(counts, model.card), seconds=time.perf_counter() - t0)
+        class_pixels=pixels_per_class(counts, engine.card), seconds=time.perf_counter() - t0)
 
 
-def _bands_of(data: np.ndarray, model: Model, opts: PredictOptions) -> np.ndarray:
-    card = model.card
+def _bands_of(data: np.ndarray, engine: Engine, opts: PredictOptions) -> np.ndarray:
+    card = engine.card
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3 or 0 in data.shape:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import rasterio
@@ -23,18 +23,20 @@ from tqdm import tqdm
 
 from agriseg.constants import NODATA
 from agriseg.infer.devices import resolve_device
+from agriseg.infer.engines import Engine, model_card, open_engine
 from agriseg.infer.fit import check_fit
-from agriseg.infer.predictor import Predictor, prefetch
+from agriseg.infer.prefetch import prefetch
 from agriseg.infer.stitcher import FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
-from agriseg.models.checkpoint import Model, card_of, load_model
-from agriseg.models.registry import input_divisor
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import check_output
 from agriseg.raster.grid import PatchGrid, default_overlap, make_grid
 from agriseg.raster.io import MaskSource, gdal_env, open_raster
 from agriseg.raster.reader import PatchRow, StripReader, cut_patch
 from agriseg.raster.writers import class_colormap, class_tags, cog_writer
+
+if TYPE_CHECKING:
+    from agriseg.models.checkpoint import Model
 
 log = logging.getLogger("agriseg")
 
@@ -61,6 +63,7 @@ class PredictResult:
     model_seconds: float
     warnings: list[str] = field(default_factory=list)
     device: str = "cpu"  # where the model ran (``auto`` resolved)
+    backend: str = "torch"  # what ran it: torch or onnx
 
 
 def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, batch_size: int
@@ -118,20 +121,21 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
     """
     t0 = time.perf_counter()
     opts = with_options(PredictOptions, options, option_kw)
-    device = resolve_device(opts.device)  # fails before any work when CUDA is absent
+    if opts.device != "auto":
+        resolve_device(opts.device)  # fails before any work when CUDA is absent
     dst = check_output(dst, overwrite)
     conf_path = check_output(confidence, overwrite) if confidence else None
-    card = card_of(model)  # a bad checkpoint fails before the raster is opened
+    card = model.card if isinstance(model, Engine) else model_card(model)  # fails early
     with open_raster(src) as ds, gdal_env(ds):
         fit = check_fit(ds, card, opts.bands)
         fit.raise_for_problems(str(src))
         for w in fit.warnings:
             log.warning("%s: %s", src, w)
-        model = load_model(model)
-        grid = patch_grid(ds.height, ds.width, model, opts)
+        engine = engine_for(model, opts)
+        grid = patch_grid(ds.height, ds.width, engine, opts)
         reader = StripReader(ds, fit.indexes, grid, MaskSource.of(ds, fit.indexes))
         with MaskOutputs(ds, card, dst, conf_path, overwrite) as outputs:
-            model_s = run_patches(grid, reader, model, opts, outputs, conf_path is not None,
+            model_s = run_patches(grid, reader, engine, opts, outputs, conf_path is not None,
                                   progress)
     return PredictResult(
         mask_path=dst, confidence_path=conf_path, width=grid.width, height=grid.height,
@@ -139,30 +143,37 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
         class_pixels=pixels_per_class(outputs.counts, card),
         nodata_pixels=int(outputs.counts[NODATA]),
         seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings,
-        device=str(device))
+        device=engine.device, backend=engine.backend)
 
 
-def patch_grid(height: int, width: int, model: Model, opts: PredictOptions) -> PatchGrid:
+def engine_for(model: Any, opts: PredictOptions) -> Engine:
+    """``model`` ready to run with the options' backend, device, AMP and threads."""
+    if isinstance(model, Engine):
+        return model
+    return open_engine(model, opts.backend, opts.device, opts.amp, opts.threads)
+
+
+def patch_grid(height: int, width: int, engine: Engine, opts: PredictOptions) -> PatchGrid:
     """The patch grid for a ``height`` x ``width`` image: the options' or the card's patch
     size, 1/8 overlap by default, patches a multiple of the network's output stride."""
-    patch_px = opts.patch_px or model.card.patch_px
+    patch_px = opts.patch_px or engine.card.patch_px
     overlap_px = default_overlap(patch_px) if opts.overlap_px is None else opts.overlap_px
-    return make_grid(height, width, patch_px, overlap_px, input_divisor(model.net))
+    return make_grid(height, width, patch_px, overlap_px, engine.input_divisor)
 
 
-def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], model: Model,
+def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
                 opts: PredictOptions, outputs: RowSink, confidence: bool,
                 progress: bool) -> float:
     """Predict every patch of ``grid`` read by ``reader``, blend, and hand finished rows to
     ``outputs``; returns the seconds spent in the model."""
-    predictor = Predictor(model.net, device=opts.device, amp=opts.amp)
-    acc = StripAccumulator(grid, model.card.num_classes, opts.blend, confidence=confidence)
+    predictor = engine.forward
+    acc = StripAccumulator(grid, engine.card.num_classes, opts.blend, confidence=confidence)
     model_s = 0.0
     row = -1
     bar = tqdm(total=len(grid), unit="patch", desc="predict", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     with bar:
-        batches = iter_batches(reader, grid, model.card, opts.batch_size)
+        batches = iter_batches(reader, grid, engine.card, opts.batch_size)
         for batch in prefetch(batches):
             t = time.perf_counter()
             logits = predictor(batch.images)

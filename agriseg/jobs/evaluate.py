@@ -17,21 +17,25 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rasterio.windows import Window
 
 from agriseg.constants import NODATA
 from agriseg.errors import RasterError
+from agriseg.infer.engines import Engine, model_card
+from agriseg.infer.pipeline import engine_for
 from agriseg.metrics import ConfusionMatrix
 from agriseg.models.card import ModelCard
-from agriseg.models.checkpoint import Model, card_of, load_model
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import atomic_output, check_output
 from agriseg.raster.labels import LabelReader
 from agriseg.samples import PathsArg, pair_samples
 from agriseg.vector.labels import open_labels
+
+if TYPE_CHECKING:
+    from agriseg.models.checkpoint import Model
 
 log = logging.getLogger("agriseg")
 
@@ -76,11 +80,11 @@ def evaluate_model(images: PathsArg, labels: PathsArg, *,
     """
     t0 = time.perf_counter()
     opts = with_options(PredictOptions, options, option_kw)
-    card_of(model)  # a bad checkpoint fails before anything else
+    model_card(model)  # a bad checkpoint fails before anything else
     pairs = [(s.image, s.labels) for s in pair_samples(images, labels)]
     if out_json is not None:
         check_output(out_json, overwrite)
-    model = load_model(model)
+    model = engine_for(model, opts)  # loaded (or exported) once for every image
     total = ConfusionMatrix(model.card.num_classes, ignore_index=NODATA)
     per_image = []
     with tempfile.TemporaryDirectory(prefix="agriseg-evaluate-") as tmp:
@@ -100,10 +104,11 @@ def evaluate_model(images: PathsArg, labels: PathsArg, *,
     return result
 
 
-def _result(model: Model, pairs: list, total: ConfusionMatrix, per_image: list,
+def _result(model: Engine, pairs: list, total: ConfusionMatrix, per_image: list,
             opts: PredictOptions, label_field: str | None, t0: float) -> dict[str, Any]:
     overall = _json_safe(total.compute())
-    return {"model": str(model.path), "classes": list(model.card.classes),
+    return {"model": str(model.model_path), "backend": model.backend,
+            "classes": list(model.card.classes),
             "images": len(pairs), "pixels": overall["pixels"], "overall": overall,
             "per_image": per_image,
             "params": {"patch_px": opts.patch_px or model.card.patch_px,
@@ -113,7 +118,7 @@ def _result(model: Model, pairs: list, total: ConfusionMatrix, per_image: list,
             "seconds": time.perf_counter() - t0}
 
 
-def _evaluate_one(model: Model, image: Path, label: Path, mask_path: Path,
+def _evaluate_one(model: Engine, image: Path, label: Path, mask_path: Path,
                   opts: PredictOptions, label_field: str | None,
                   progress: bool) -> ConfusionMatrix:
     """Predict ``image`` into ``mask_path`` and count it against ``label`` strip by strip."""

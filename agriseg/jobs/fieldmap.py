@@ -20,8 +20,9 @@ from typing import Any
 from agriseg import __version__
 from agriseg.errors import ModelMismatchError, first_line
 from agriseg.hashing import file_sha256
+from agriseg.infer.engines import Engine, model_card
 from agriseg.infer.pipeline import PredictResult, predict_raster
-from agriseg.models.checkpoint import Model, card_of
+from agriseg.models.checkpoint import Model
 from agriseg.models.default import model_or_default
 from agriseg.options import PredictOptions, VectorizeOptions, split_options
 from agriseg.outputs import atomic_dir
@@ -84,9 +85,9 @@ def map_field(src: str | os.PathLike, out_dir: str | os.PathLike, *,
     popts, vopts = split_options(option_kw, predict_options, vector_options)
     fmt = format_for(f"fields.{fmt}", fmt)
     polygons_name = f"fields{FORMATS[fmt].suffix}"
-    if not isinstance(model, Model):
+    if not isinstance(model, (Model, Engine)):
         model = model_or_default(model)  # the path summary.json names
-    card = card_of(model)  # a bad checkpoint fails before the folder is made
+    card = model.card if isinstance(model, Engine) else model_card(model)  # fails early
     with atomic_dir(out_dir, overwrite) as tmp:
         pred = predict_raster(src, tmp / MASK_NAME, model=model, options=popts,
                               confidence=tmp / CONFIDENCE_NAME, progress=progress)
@@ -94,7 +95,7 @@ def map_field(src: str | os.PathLike, out_dir: str | os.PathLike, *,
                              confidence=tmp / CONFIDENCE_NAME, fmt=fmt,
                              source=Path(src).name, progress=progress)
         params = {**popts.summary(pred.patch_px, pred.overlap_px), **vopts.summary(),
-                  "format": fmt, "device_used": pred.device}
+                  "format": fmt, "device_used": pred.device, "backend_used": pred.backend}
         preview = _try_preview(src, tmp, card, popts.bands, pred.warnings)
         summary = build_summary(src, model, card, pred, vec, params,
                                 polygons_name, time.perf_counter() - t0, preview)
@@ -170,7 +171,8 @@ def _input_identity(raster) -> dict[str, Any]:
 
 
 def _model_identity(model, card) -> dict[str, Any]:
-    p = model.path if isinstance(model, Model) else Path(model)
+    p = model.model_path if isinstance(model, Engine) else \
+        model.path if isinstance(model, Model) else Path(model)
     return {"path": str(p.resolve()) if p else None, "sha256": file_sha256(p) if p else None,
             "name": card.name,
             "arch": card.arch, "bands": list(card.bands), "classes": list(card.classes),
