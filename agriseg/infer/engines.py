@@ -51,9 +51,12 @@ def model_card(model: Any) -> ModelCard:
         from agriseg.infer.onnx_predictor import read_onnx_card
 
         return read_onnx_card(model)
-    from agriseg.models.checkpoint import card_of
+    if hasattr(model, "card"):  # a loaded Model or an Engine
+        return model.card
+    from agriseg.models.default import model_or_default
+    from agriseg.models.header import read_card
 
-    return card_of(model)
+    return read_card(model_or_default(model))
 
 
 def open_engine(model: Any, backend: str = "auto", device: str = "auto", amp: bool = True,
@@ -73,7 +76,13 @@ def open_engine(model: Any, backend: str = "auto", device: str = "auto", amp: bo
             else "torch"
     if backend == "onnx":
         _refuse_cuda(device, model)
-        return _onnx_engine(cached_export(model), threads, source=_path_of(model))
+        target = cached_export(model)
+        try:
+            return _onnx_engine(target, threads, source=_path_of(model))
+        except CheckpointError:  # a damaged cache entry (a full disk, a killed export)
+            log.warning("%s: cached ONNX export unreadable; exporting again", target)
+            target.unlink(missing_ok=True)
+            return _onnx_engine(cached_export(model), threads, source=_path_of(model))
     return _torch_engine(model, device, amp, threads)
 
 
@@ -157,8 +166,5 @@ def cached_export(model: Any) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting %s to ONNX (once; cached as %s)", source, target)
-    try:
-        export_onnx(model if model is not None else source, target, overwrite=True)
-    except CheckpointError:
-        raise
+    export_onnx(model if model is not None else source, target, overwrite=True)
     return target

@@ -15,14 +15,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agriseg import __version__
 from agriseg.errors import ModelMismatchError, first_line
 from agriseg.hashing import file_sha256
 from agriseg.infer.engines import Engine, model_card
 from agriseg.infer.pipeline import PredictResult, predict_raster
-from agriseg.models.checkpoint import Model
 from agriseg.models.default import model_or_default
 from agriseg.options import PredictOptions, VectorizeOptions, split_options
 from agriseg.outputs import atomic_dir
@@ -30,6 +29,9 @@ from agriseg.raster.io import open_raster, pixel_size_m, select_bands
 from agriseg.raster.preview import render_preview
 from agriseg.vector.export import FORMATS, format_for
 from agriseg.vector.vectorize import VectorizeResult, vectorize_mask
+
+if TYPE_CHECKING:
+    from agriseg.models.checkpoint import Model
 
 MASK_NAME = "mask.tif"
 CONFIDENCE_NAME = "confidence.tif"
@@ -85,9 +87,9 @@ def map_field(src: str | os.PathLike, out_dir: str | os.PathLike, *,
     popts, vopts = split_options(option_kw, predict_options, vector_options)
     fmt = format_for(f"fields.{fmt}", fmt)
     polygons_name = f"fields{FORMATS[fmt].suffix}"
-    if not isinstance(model, (Model, Engine)):
+    if not hasattr(model, "card"):  # a path (None: the default model), not a loaded model
         model = model_or_default(model)  # the path summary.json names
-    card = model.card if isinstance(model, Engine) else model_card(model)  # fails early
+    card = model_card(model)  # a bad checkpoint fails before the folder is made
     with atomic_dir(out_dir, overwrite) as tmp:
         pred = predict_raster(src, tmp / MASK_NAME, model=model, options=popts,
                               confidence=tmp / CONFIDENCE_NAME, progress=progress)
@@ -172,7 +174,7 @@ def _input_identity(raster) -> dict[str, Any]:
 
 def _model_identity(model, card) -> dict[str, Any]:
     p = model.model_path if isinstance(model, Engine) else \
-        model.path if isinstance(model, Model) else Path(model)
+        getattr(model, "path", None) if hasattr(model, "card") else Path(model)
     return {"path": str(p.resolve()) if p else None, "sha256": file_sha256(p) if p else None,
             "name": card.name,
             "arch": card.arch, "bands": list(card.bands), "classes": list(card.classes),

@@ -14,15 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from agriseg.errors import CheckpointError, ConfigError, InputNotFoundError, first_line
+from agriseg.errors import CheckpointError, ConfigError, first_line
 from agriseg.models.card import ModelCard
 from agriseg.models.default import model_or_default
+from agriseg.models.header import FORMAT, FORMAT_VERSION, read_card  # noqa: F401
 from agriseg.models.registry import model_from_config
 from agriseg.outputs import atomic_output
-
-FORMAT = "agriseg.checkpoint"
-FORMAT_VERSION = "1"
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ / torch zip archive
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, card: ModelCard,
@@ -34,11 +31,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, card: ModelCard,
     with atomic_output(path, overwrite=overwrite) as tmp:
         save_model(model, str(tmp), metadata=metadata)
     return Path(path)
-
-
-def read_card(path: str | os.PathLike) -> ModelCard:
-    """Read only the model card from a checkpoint header (no weights, no code)."""
-    return ModelCard.from_json(_read_metadata(Path(path))["model_card"])
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
@@ -105,30 +97,3 @@ def card_of(model: str | os.PathLike | Model | None) -> ModelCard:
     """The card of a loaded :class:`Model`, or read from a checkpoint's header alone (None:
     the default model): a cheap check of a checkpoint before any heavy work."""
     return model.card if isinstance(model, Model) else read_card(model_or_default(model))
-
-
-def _read_metadata(path: Path) -> dict[str, str]:
-    from safetensors import SafetensorError, safe_open
-
-    if not path.exists():
-        raise InputNotFoundError(f"{path}: checkpoint not found")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint is not a file")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head.startswith(_PICKLE_MAGIC):
-        raise CheckpointError(f"{path}: this is a pickle/PyTorch file, not an agriseg checkpoint; "
-                              "agriseg never unpickles files (they can run code)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a valid safetensors checkpoint (corrupt or another "
-                              f"format): {e}") from None
-    if meta.get("format") != FORMAT or "model_card" not in meta:
-        raise CheckpointError(f"{path}: a safetensors file, but not an agriseg checkpoint "
-                              "(no agriseg model card in its header)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')} "
-                              f"is not supported (this agriseg reads {FORMAT_VERSION})")
-    return meta
