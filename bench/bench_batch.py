@@ -23,8 +23,8 @@ from pathlib import Path
 
 from agriseg.batch.run import run_batch
 from agriseg.batch.task import tune_malloc
+from agriseg.infer.engines import open_engine
 from agriseg.jobs.fieldmap import map_field
-from agriseg.models.checkpoint import load_model
 from agriseg.sampledata.fields import make_field
 from bench.common import OUT
 
@@ -47,7 +47,7 @@ def map_seconds(paths: list[Path], work: Path) -> list[float]:
     """Each raster's ``map_field`` time in this process, the model loaded and warmed up, with
     the same allocator tuning the batch workers use (so both measure the same work)."""
     tune_malloc()
-    model = load_model(None)
+    model = open_engine(None)  # what the batch workers run: ONNX Runtime on the CPU if installed
     map_field(paths[0], work / "warmup", model=model, overwrite=True)
     times = []
     for p in paths:

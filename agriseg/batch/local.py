@@ -200,12 +200,17 @@ def _worker_main(conn: Connection, parent_pid: int, task_fn: TaskFn) -> None:
 
 
 def _preload() -> None:
-    """Import PyTorch and segmentation-models-pytorch (about 3 s together) before the worker
-    says it is ready, so that no raster's ``timeout`` pays for them."""
+    """Import what mapping needs before the worker says it is ready, so that no raster's
+    ``timeout`` pays for it: ONNX Runtime where it is installed (the CPU engine), else
+    PyTorch and segmentation-models-pytorch (about 3 s together)."""
     import agriseg.jobs.fieldmap  # noqa: F401
+    from agriseg.infer.engines import _has_onnxruntime
 
-    with contextlib.suppress(ImportError):
-        import segmentation_models_pytorch  # noqa: F401
+    if _has_onnxruntime():
+        import onnxruntime  # noqa: F401
+    else:
+        with contextlib.suppress(ImportError):
+            import segmentation_models_pytorch  # noqa: F401
     from tqdm import tqdm
 
     # tqdm's default lock is a multiprocessing semaphore, which the worker's fast exit would

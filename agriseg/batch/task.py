@@ -3,7 +3,7 @@
 :func:`run_task` calls :func:`~agriseg.jobs.fieldmap.map_field` unchanged, then writes the
 completion record, and always returns an :class:`Outcome` rather than raising: a bad raster
 is a failed outcome with its one-line reason, never a dead batch. Each worker process keeps the
-models it loaded (:func:`cached_model`), so a worker mapping a hundred rasters loads its model
+models it loaded (:func:`cached_engine`), so a worker mapping a hundred rasters loads its model
 once. PyTorch is imported inside the functions: the batch's own process plans and reports
 and never needs it.
 """
@@ -24,11 +24,11 @@ from agriseg.batch.state import write_record
 from agriseg.errors import AgrisegError, first_line
 
 if TYPE_CHECKING:
-    from agriseg.models.checkpoint import Model
+    from agriseg.infer.engines import Engine
 
 # a worker keeps this many models in memory (a manifest may name several)
 MODELS_KEPT = 4
-_MODELS: dict[tuple[str, str], Model] = {}
+_MODELS: dict[tuple, Engine] = {}
 _LOADS: list[int] = [0]
 
 
@@ -46,7 +46,7 @@ class Task:
     fingerprint: dict[str, Any]
     parameters: dict[str, Any]
     reason: str = "new"
-    torch_threads: int | None = None
+    torch_threads: int | None = None  # the model's CPU threads (PyTorch or ONNX Runtime)
 
 
 @dataclass
@@ -73,11 +73,10 @@ def run_task(task: Task) -> Outcome:
     from agriseg.jobs.fieldmap import map_field  # PyTorch: only in the worker
 
     t0 = time.perf_counter()
-    _set_threads(task.torch_threads)
     tune_malloc()
     try:
-        model = cached_model(task.model, task.model_sha256)
-        result = map_field(task.raster, task.folder, model=model, fmt=task.fmt,
+        engine = cached_engine(task)
+        result = map_field(task.raster, task.folder, model=engine, fmt=task.fmt,
                            overwrite=True, progress=False, **task.options)
         seconds = time.perf_counter() - t0
         figures = figures_of(result.summary, seconds)
@@ -105,15 +104,18 @@ def write_completion(task: Task, figures: dict[str, Any]) -> None:
     })
 
 
-def cached_model(path: str, sha256: str) -> Model:
-    """The model at ``path``, loaded once per process (keyed by path and content hash)."""
-    from agriseg.models.checkpoint import load_model
+def cached_engine(task: Task) -> Engine:
+    """The task's model ready to run (loaded, or exported and opened in ONNX Runtime), once
+    per process for each model file content, backend and device."""
+    from agriseg.infer.engines import open_engine
 
-    key = (path, sha256)
+    o = task.options
+    key = (task.model, task.model_sha256, o.get("backend", "auto"), o.get("device", "auto"),
+           o.get("amp", True), task.torch_threads)
     if key not in _MODELS:
         while len(_MODELS) >= MODELS_KEPT:
             _MODELS.pop(next(iter(_MODELS)))
-        _MODELS[key] = load_model(path)
+        _MODELS[key] = open_engine(task.model, key[2], key[3], key[4], task.torch_threads)
         _LOADS[0] += 1
     return _MODELS[key]
 
@@ -148,14 +150,6 @@ def tune_malloc() -> None:
         libc.mallopt(m_trim_threshold, 2 * MMAP_THRESHOLD)
     except (OSError, AttributeError):
         pass
-
-
-def _set_threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
 
 
 def figures_of(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
