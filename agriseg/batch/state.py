@@ -30,7 +30,7 @@ RECORD_NAME = "batch_record.json"
 LOCK_NAME = ".agriseg-batch.lock"
 RECORD_VERSION = 1
 # options that change how fast a map is made, not what it holds
-NOT_FINGERPRINTED = ("batch_size", "device")
+NOT_FINGERPRINTED = ("batch_size", "device", "threads")
 _LEFTOVER = re.compile(r"^\..+\.(part(\..*)?|[0-9a-f]{8}\.old)$|^\.agriseg-probe-")
 
 log = logging.getLogger("agriseg")
