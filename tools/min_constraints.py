@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = ("dev", "dask", "onnx")
 
 # Transitive pins, name -> (specifier, why). Keep this minimal: only what breaks otherwise.
-# None is needed now: numpy is a direct dependency, so its floor (1.24.0) already keeps torch 2.3
+# None is needed now: numpy is a direct dependency, so its floor (1.24.2) already keeps torch 2.3
 # and the rasterio/pandas/pyarrow floor wheels on numpy 1.x; and geopandas 0.14.0-0.14.3 break
 # on the fiona 1.10 they pull in (no `fiona.path`), so the geopandas floor is 0.14.4 rather
 # than a fiona pin here.

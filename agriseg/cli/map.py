@@ -33,7 +33,8 @@ def command(ctx: click.Context, field: str, out_dir: str, model_path: str | None
         echo_json(s)
         return
     click.echo(f"{r.out_dir}: {s['input']['name']} mapped in {s['timings_s']['total']:.1f} s "
-               f"with {s['model']['name']}")
+               f"with {s['model']['name']} on {s['parameters']['backend_used']}/"
+               f"{s['parameters']['device_used']}")
     for name, c in s["classes"].items():
         if c["class_id"] == 0:
             continue

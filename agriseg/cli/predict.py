@@ -35,7 +35,7 @@ from agriseg.options import PredictOptions
 def command(ctx: click.Context, raster: str, model_path: str | None, output: str,
             confidence: str | None, overwrite: bool, as_json: bool, **options: Any) -> None:
     """Label every pixel of RASTER with the model's classes."""
-    from agriseg.infer.pipeline import predict_raster  # imports torch: only when run
+    from agriseg.infer.pipeline import predict_raster  # heavy: only when run
 
     result = predict_raster(raster, output, model=model_path, options=PredictOptions(**options),
                             confidence=confidence, overwrite=overwrite,
@@ -46,4 +46,4 @@ def command(ctx: click.Context, raster: str, model_path: str | None, output: str
     total = max(1, sum(result.class_pixels.values()))
     shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in result.class_pixels.items())
     click.echo(f"{result.mask_path}: {result.width}x{result.height} px, {result.patches} patches "
-               f"in {result.seconds:.1f} s ({shares})")
+               f"in {result.seconds:.1f} s on {result.backend}/{result.device} ({shares})")
