@@ -16,3 +16,6 @@ DEVICES = ("auto", "cpu", "cuda")  # where models run (agriseg.infer.devices)
 
 # where the forward pass runs (see agriseg.infer.engines)
 BACKENDS = ("auto", "torch", "onnx")
+RESAMPLE_MODES = ("auto", "off")  # reading at the model's pixel size (agriseg.raster.resample)
+# fixed input-range modes; a range is also given as "MIN,MAX" (agriseg.raster.ranges)
+INPUT_RANGE_MODES = ("auto", "model")

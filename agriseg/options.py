@@ -11,10 +11,11 @@ objects and refuses unknown names.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES
+from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES, INPUT_RANGE_MODES, RESAMPLE_MODES
 from agriseg.errors import ConfigError
 
 T = TypeVar("T", "PredictOptions", "VectorizeOptions")
@@ -29,7 +30,14 @@ class PredictOptions:
     ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``blend``: ``hann`` (weighted
     average of overlapping patches) or ``crop`` (each pixel from the nearest patch centre).
     ``bands``: 1-based raster bands in the model's order (default: matched by name, else
-    file order). ``amp``: mixed precision on CUDA.
+    file order). ``amp``: mixed precision on CUDA. ``backend``: ``auto`` (ONNX Runtime on
+    the CPU when installed, else PyTorch), ``torch`` or ``onnx``. ``threads``: CPU threads for
+    the model and GDAL (default: all cores). ``resample``: ``auto`` reads a raster whose pixel
+    size differs from the model's by more than 10% at the model's pixel size (results come
+    back on the raster's grid); ``off`` reads it as it is. ``input_range``: ``auto`` maps
+    imagery of another dtype than the model's onto the model's range by per-band 2-98%
+    percentiles; ``model`` takes values as they are (another dtype is an error);
+    ``"MIN,MAX"`` maps that range onto the model's.
     """
 
     patch_px: int | None = None
@@ -41,6 +49,8 @@ class PredictOptions:
     amp: bool = True
     backend: str = "auto"
     threads: int | None = None
+    resample: str = "auto"
+    input_range: str = "auto"
 
     def __post_init__(self) -> None:
         if self.bands is not None:
@@ -61,6 +71,10 @@ class PredictOptions:
                               f"{', '.join(BACKENDS)}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.resample not in RESAMPLE_MODES:
+            raise ConfigError(f"unknown resample mode {self.resample!r}; use one of "
+                              f"{', '.join(RESAMPLE_MODES)}")
+        object.__setattr__(self, "input_range", parse_input_range(self.input_range))
         if self.bands is not None and any(b < 1 for b in self.bands):
             raise ConfigError(f"band numbers start at 1, got {list(self.bands)}")
 
@@ -68,7 +82,26 @@ class PredictOptions:
         """What ``summary.json`` records: the patch size and overlap actually used."""
         return {"patch_px": patch_px, "overlap_px": overlap_px, "batch_size": self.batch_size,
                 "device": self.device, "blend": self.blend, "backend": self.backend,
-                "bands": list(self.bands) if self.bands is not None else None}
+                "bands": list(self.bands) if self.bands is not None else None,
+                "resample": self.resample, "input_range": self.input_range}
+
+
+def parse_input_range(value: Any) -> str:
+    """``auto``, ``model`` or ``"MIN,MAX"`` (two numbers, MIN < MAX), as a canonical string;
+    a pair of numbers is accepted too."""
+    if isinstance(value, (tuple, list)):
+        value = ",".join(str(v) for v in value)
+    text = str(value).strip().lower()
+    if text in INPUT_RANGE_MODES:
+        return text
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"input range {value!r}: use auto, model or MIN,MAX (e.g. "
+                          "0,4095)") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ConfigError(f"input range {value!r}: MIN must be below MAX, both finite")
+    return f"{lo:.10g},{hi:.10g}"
 
 
 @dataclass(frozen=True)

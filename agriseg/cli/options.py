@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES
+from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES, RESAMPLE_MODES
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None
@@ -49,9 +49,26 @@ def patch_opts(f: Callable) -> Callable:
     return f
 
 
+def adapt_opts(f: Callable) -> Callable:
+    """How imagery that does not match the model (pixel size, value range) is adapted."""
+    f = click.option("--input-range", default="auto", show_default=True,
+                     metavar="auto|model|MIN,MAX",
+                     help="Raster values onto the model's range: auto stretches each band's "
+                          "2-98% percentiles (from overviews or a sample) when the dtype is "
+                          "not the model's; model takes values as they are; MIN,MAX maps "
+                          "that range.")(f)
+    f = click.option("--resample", type=click.Choice(RESAMPLE_MODES), default="auto",
+                     show_default=True,
+                     help="auto reads a raster whose pixel size is more than 10% off the "
+                          "model's at the model's pixel size; outputs keep the raster's "
+                          "grid.")(f)
+    return f
+
+
 def inference_opts(f: Callable) -> Callable:
+    f = adapt_opts(f)
     f = click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="CPU threads for the model [default: all cores].")(f)
+                     help="CPU threads for the model and GDAL [default: all cores].")(f)
     f = click.option("--backend", type=click.Choice(BACKENDS), default="auto",
                      show_default=True,
                      help="auto: ONNX Runtime on the CPU when installed (the checkpoint is "

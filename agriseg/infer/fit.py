@@ -1,8 +1,10 @@
 """Does a raster fit a model? The one place that answers, for ``info --model`` and ``predict``.
 
-Hard problems (wrong band count, a dtype the normalization was not made for) stop prediction;
-soft ones (no CRS, a pixel size far from the training data's) are warnings, because the user may
-know better, but they are always said.
+Hard problems (wrong band count; a dtype the normalization was not made for, when the user
+asked for the model's range as it is) stop prediction; soft ones (no CRS, a pixel size far from
+the training data's when resampling is off) are warnings, because the user may know better,
+but they are always said. What is adapted instead (another pixel size, another value range)
+is planned here too: :func:`input_scaling` decides how raster values reach the model.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import rasterio
 
 from agriseg.errors import ModelMismatchError
 from agriseg.models.card import ModelCard
-from agriseg.raster.io import band_names, pixel_size_m, select_bands
+from agriseg.raster.io import MaskSource, band_names, pixel_size_m, select_bands
+from agriseg.raster.ranges import InputScaling, percentile_range
+from agriseg.raster.resample import TOLERANCE
 
 PIXEL_SIZE_TOLERANCE = 1.5  # ratio beyond which a model sees objects at an unfamiliar scale
 
@@ -25,6 +30,7 @@ class FitReport:
     indexes: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)  # what prediction will adjust, and how
 
     @property
     def ok(self) -> bool:
@@ -38,11 +44,15 @@ class FitReport:
         """Plain values, with the names (``names``: the raster's band names) of the bands."""
         return {"fits": self.ok, "bands": list(self.indexes),
                 "band_names": [names[i - 1] for i in self.indexes],
-                "problems": list(self.problems), "warnings": list(self.warnings)}
+                "problems": list(self.problems), "warnings": list(self.warnings),
+                "adapted": list(self.adapted)}
 
 
 def check_fit(src: rasterio.DatasetReader, card: ModelCard,
-              bands: Sequence[int] | None = None) -> FitReport:
+              bands: Sequence[int] | None = None, resample: str = "auto",
+              input_range: str = "auto") -> FitReport:
+    """What stops ``src`` from running through the model and what deserves a warning, given
+    the ``resample`` and ``input_range`` modes (see :class:`~agriseg.options.PredictOptions`)."""
     report = FitReport()
     try:
         report.indexes = select_bands(src, card.bands, bands)
@@ -55,21 +65,88 @@ def check_fit(src: rasterio.DatasetReader, card: ModelCard,
             f"({', '.join(card.bands)}); using bands {report.indexes} in file order — pass "
             "--bands if that is wrong")
     dtype = src.dtypes[0]
-    if dtype != card.dtype:
+    if dtype != card.dtype and input_range != "model":
+        how = "each band's 2-98% percentiles" if input_range == "auto" else \
+            f"the range {input_range}"
+        report.adapted.append(f"data type {dtype}, model trained on {card.dtype}: {how} mapped "
+                              "onto the model's range (--input-range)")
+    elif dtype != card.dtype:
         report.problems.append(
             f"data type {dtype} does not fit the model, which was trained on {card.dtype} values "
-            f"(its normalization is in {card.dtype} units); convert the raster to {card.dtype} "
-            f"or use a model trained on {dtype} imagery")
+            f"(its normalization is in {card.dtype} units); use --input-range auto (per-band "
+            "2-98% stretch) or --input-range MIN,MAX to map the raster's values onto the "
+            "model's range")
     if src.crs is None:
         report.warnings.append("raster has no CRS: outputs will have none, and areas cannot be "
                                "given in metres")
     px = pixel_size_m(src)
     if px and card.pixel_size_m:
         ratio = px / card.pixel_size_m
-        if ratio > PIXEL_SIZE_TOLERANCE or ratio < 1 / PIXEL_SIZE_TOLERANCE:
+        if resample == "auto" and abs(ratio - 1) > TOLERANCE:
+            report.adapted.append(
+                f"pixel size {px:.4g} m is {ratio:.2g}x the model's {card.pixel_size_m:.4g} m: "
+                "read at the model's pixel size, results on the raster's grid (--resample)")
+        elif resample == "off" and (ratio > PIXEL_SIZE_TOLERANCE
+                                    or ratio < 1 / PIXEL_SIZE_TOLERANCE):
             report.warnings.append(
                 f"pixel size {px:.4g} m is {ratio:.2g}x the model's {card.pixel_size_m:.4g} m; "
-                "plants will look larger or smaller than in training (resample the raster to "
-                "the model's pixel size for best results)")
+                "plants will look larger or smaller than in training (--resample auto reads "
+                "the raster at the model's pixel size)")
     return report
+
+
+def model_range(card: ModelCard, full: bool = False
+                ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The value range a model was trained on, per band.
+
+    A normalization measured on the training images (``meanstd``) gives mean +- 2 std, about
+    the 2-98% of the training pixels: what a percentile stretch of new imagery should land on.
+    ``full``: the whole range its values live in, what a given ``MIN,MAX`` maps onto: the
+    dtype's for an integer model. A plain scale (``value / s``) gives ``0 .. s`` either way.
+    Ranges are kept inside the card dtype's limits.
+    """
+    norm = card.normalization
+    integer = np.dtype(card.dtype).kind in "iu"
+    if full and integer and norm.mode != "scale":
+        info = np.iinfo(card.dtype)
+        n = len(norm.mean)
+        return (float(max(info.min, 0)),) * n, (float(info.max),) * n
+    if norm.mode == "scale":
+        lows, highs = [0.0] * len(norm.std), [float(s) for s in norm.std]
+    else:
+        lows = [m - 2 * s for m, s in zip(norm.mean, norm.std, strict=True)]
+        highs = [m + 2 * s for m, s in zip(norm.mean, norm.std, strict=True)]
+    if integer:
+        info = np.iinfo(card.dtype)
+        lows = [max(v, float(info.min)) for v in lows]
+        highs = [min(v, float(info.max)) for v in highs]
+    return tuple(float(v) for v in lows), tuple(float(v) for v in highs)
+
+
+def input_scaling(src: rasterio.DatasetReader, indexes: Sequence[int], card: ModelCard,
+                  input_range: str = "auto") -> InputScaling | None:
+    """How ``src``'s values are brought onto the model's range before normalization, or None
+    when they are used as they are.
+
+    ``model``: as they are. ``auto``: as they are when the raster's dtype is the model's,
+    else each band's 2-98% percentiles (overviews or a strided sample) map onto the model's
+    training range. ``"MIN,MAX"``: that raster range maps onto the model's full range (0-255
+    for an 8-bit model), every band.
+    """
+    if input_range == "model" or (input_range == "auto" and src.dtypes[0] == card.dtype):
+        return None
+    target_low, target_high = model_range(card, full=input_range != "auto")
+    n = len(indexes)
+    if input_range == "auto":
+        low, high, source = percentile_range(src, indexes, MaskSource.of(src, indexes))
+        mode = "auto"
+    else:
+        lo, hi = (float(v) for v in input_range.split(","))
+        low, high, source, mode = (lo,) * n, (hi,) * n, "--input-range", "given"
+    limits = (-np.inf, np.inf)
+    if np.dtype(card.dtype).kind in "iu":
+        info = np.iinfo(card.dtype)
+        limits = (float(info.min), float(info.max))
+    return InputScaling(low=low, high=high, target_low=target_low, target_high=target_high,
+                        mode=mode, source=source, limits=limits)
 

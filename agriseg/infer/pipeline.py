@@ -1,8 +1,12 @@
 """Raster in, class mask out: tiler -> predictor -> stitcher -> COG, streaming all the way.
 
 A reader thread reads strips and cuts normalized patches while the model runs; the stitcher
-releases finished rows to the writers as soon as no later patch can touch them. Peak memory is
-set by the patch size, batch size and raster width, never by the raster's height.
+releases finished rows, which a writer thread compresses into the COGs, as soon as no later
+patch can touch them. Peak memory is set by the patch size, batch size and raster width, never
+by the raster's height. A raster at another pixel size than the model's is read through a
+warped VRT at the model's (:mod:`agriseg.raster.resample`) and its results are written back on
+its own grid (:mod:`agriseg.infer.regrid`); imagery of another dtype is brought onto the
+model's value range (:func:`agriseg.infer.fit.input_scaling`).
 """
 
 from __future__ import annotations
@@ -24,15 +28,18 @@ from tqdm import tqdm
 from agriseg.constants import NODATA
 from agriseg.infer.devices import resolve_device
 from agriseg.infer.engines import Engine, model_card, open_engine
-from agriseg.infer.fit import check_fit
-from agriseg.infer.prefetch import prefetch
+from agriseg.infer.fit import check_fit, input_scaling
+from agriseg.infer.prefetch import background_sink, prefetch
+from agriseg.infer.regrid import BackToInput
 from agriseg.infer.stitcher import FinishedRows, StripAccumulator
 from agriseg.models.card import ModelCard
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import check_output
 from agriseg.raster.grid import PatchGrid, default_overlap, make_grid
 from agriseg.raster.io import MaskSource, gdal_env, open_raster
+from agriseg.raster.ranges import InputScaling
 from agriseg.raster.reader import PatchRow, StripReader, cut_patch
+from agriseg.raster.resample import model_grid, plan_resample
 from agriseg.raster.writers import class_colormap, class_tags, cog_writer
 
 if TYPE_CHECKING:
@@ -64,11 +71,14 @@ class PredictResult:
     warnings: list[str] = field(default_factory=list)
     device: str = "cpu"  # where the model ran (``auto`` resolved)
     backend: str = "torch"  # what ran it: torch or onnx
+    resample: dict[str, Any] | None = None  # the model grid, when the raster was resampled
+    input_range: dict[str, Any] | None = None  # the value mapping, when one was applied
 
 
-def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, batch_size: int
-                 ) -> Iterator[Batch]:
-    """Normalized patches in grid order, ``batch_size`` at a time (batches may span rows)."""
+def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, batch_size: int,
+                 scaling: InputScaling | None = None) -> Iterator[Batch]:
+    """Normalized patches in grid order, ``batch_size`` at a time (batches may span rows);
+    ``scaling`` first maps raster values onto the model's range."""
     images: list[np.ndarray] = []
     keys: list[tuple[int, int]] = []
     row_valid: dict[int, np.ndarray] = {}
@@ -76,6 +86,8 @@ def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, b
         row_valid[row.index] = row.valid
         for j, x0 in enumerate(grid.cols):
             data, valid = cut_patch(row, x0, grid)
+            if scaling is not None:
+                data = scaling.apply(data)
             images.append(card.normalization.apply(data, valid))
             keys.append((row.index, j))
             if len(images) == batch_size:
@@ -126,24 +138,43 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
     dst = check_output(dst, overwrite)
     conf_path = check_output(confidence, overwrite) if confidence else None
     card = model.card if isinstance(model, Engine) else model_card(model)  # fails early
-    with open_raster(src) as ds, gdal_env(ds):
-        fit = check_fit(ds, card, opts.bands)
+    with open_raster(src) as ds, gdal_env(ds, opts.threads):
+        fit = check_fit(ds, card, opts.bands, opts.resample, opts.input_range)
         fit.raise_for_problems(str(src))
         for w in fit.warnings:
             log.warning("%s: %s", src, w)
+        plan = plan_resample(ds, card.pixel_size_m, opts.resample)
+        scaling = input_scaling(ds, fit.indexes, card, opts.input_range)
+        if plan is not None:
+            log.info("%s: pixel size %.4g m, model's %.4g m: reading at the model's pixel size "
+                     "(%d x %d px)", src, plan.input_px_m, plan.model_px_m, plan.width,
+                     plan.height)
+        if scaling is not None:
+            log.info("%s: values %s-%s (%s) mapped onto the model's %s-%s", src,
+                     _fmt(scaling.low), _fmt(scaling.high), scaling.source,
+                     _fmt(scaling.target_low), _fmt(scaling.target_high))
         engine = engine_for(model, opts)
-        grid = patch_grid(ds.height, ds.width, engine, opts)
-        reader = StripReader(ds, fit.indexes, grid, MaskSource.of(ds, fit.indexes))
-        with MaskOutputs(ds, card, dst, conf_path, overwrite) as outputs:
-            model_s = run_patches(grid, reader, engine, opts, outputs, conf_path is not None,
-                                  progress)
+        with model_grid(ds, plan, opts.threads) as mds, \
+                MaskOutputs(ds, card, dst, conf_path, overwrite) as outputs:
+            grid = patch_grid(mds.height, mds.width, engine, opts)
+            reader = StripReader(mds, fit.indexes, grid, MaskSource.of(mds, fit.indexes))
+            sink = outputs if plan is None else BackToInput(outputs, plan, ds.height, ds.width)
+            model_s = run_patches(grid, reader, engine, opts, sink, conf_path is not None,
+                                  progress, scaling)
+        width, height = ds.width, ds.height
     return PredictResult(
-        mask_path=dst, confidence_path=conf_path, width=grid.width, height=grid.height,
+        mask_path=dst, confidence_path=conf_path, width=width, height=height,
         patches=len(grid), patch_px=max(grid.patch_h, grid.patch_w), overlap_px=grid.overlap_px,
         class_pixels=pixels_per_class(outputs.counts, card),
         nodata_pixels=int(outputs.counts[NODATA]),
         seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings,
-        device=engine.device, backend=engine.backend)
+        device=engine.device, backend=engine.backend,
+        resample=plan.summary((height, width)) if plan is not None else None,
+        input_range=scaling.summary() if scaling is not None else None)
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "/".join(f"{v:.6g}" for v in values)
 
 
 def engine_for(model: Any, opts: PredictOptions) -> Engine:
@@ -163,28 +194,28 @@ def patch_grid(height: int, width: int, engine: Engine, opts: PredictOptions) ->
 
 def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
                 opts: PredictOptions, outputs: RowSink, confidence: bool,
-                progress: bool) -> float:
+                progress: bool, scaling: InputScaling | None = None) -> float:
     """Predict every patch of ``grid`` read by ``reader``, blend, and hand finished rows to
-    ``outputs``; returns the seconds spent in the model."""
+    ``outputs`` (on a writer thread); returns the seconds spent in the model."""
     predictor = engine.forward
     acc = StripAccumulator(grid, engine.card.num_classes, opts.blend, confidence=confidence)
     model_s = 0.0
     row = -1
     bar = tqdm(total=len(grid), unit="patch", desc="predict", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
-    with bar:
-        batches = iter_batches(reader, grid, engine.card, opts.batch_size)
+    with bar, background_sink(outputs.write) as write:
+        batches = iter_batches(reader, grid, engine.card, opts.batch_size, scaling)
         for batch in prefetch(batches):
             t = time.perf_counter()
             logits = predictor(batch.images)
             model_s += time.perf_counter() - t
             for (i, j), patch_logits in zip(batch.keys, logits, strict=True):
                 if i != row:
-                    outputs.write(acc.start_row(i, batch.row_valid[i]))
+                    write(list(acc.start_row(i, batch.row_valid[i])))
                     row = i
                 acc.add(i, j, patch_logits)
             bar.update(len(batch.keys))
-    outputs.write(acc.close())
+        write(list(acc.close()))
     return model_s
 
 

@@ -1,6 +1,8 @@
-"""Reading ahead on a thread: the next batch is read and normalized while the model runs.
+"""Reading ahead and writing behind on threads, so the model never waits for GDAL.
 
-Kept free of PyTorch so the ONNX Runtime path can use it without importing torch.
+:func:`prefetch` reads and normalizes the next batch while the model runs;
+:func:`background_sink` compresses finished rows into the outputs while it runs. Kept free of
+PyTorch so the ONNX Runtime path can use it without importing torch.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -57,3 +59,50 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
             with contextlib.suppress(queue.Empty):
                 q.get_nowait()
             thread.join(timeout=0.05)
+
+
+@contextlib.contextmanager
+def background_sink(consume: Callable[[T], None], depth: int = 4
+                    ) -> Iterator[Callable[[T], None]]:
+    """A ``put(item)`` that hands items to ``consume`` on a writer thread, in order.
+
+    At most ``depth`` items wait (the model blocks beyond that, so memory stays bounded).
+    Leaving the block normally waits until every item is consumed; an exception raised by
+    ``consume`` is re-raised by the next ``put`` or at the end of the block. Leaving on an
+    exception drops what is still queued.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    failed: list[BaseException] = []
+    abandon = threading.Event()
+
+    def work() -> None:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if failed or abandon.is_set():
+                continue  # drain without consuming after an error
+            try:
+                consume(item)
+            except BaseException as e:  # handed to the producer, which re-raises it
+                failed.append(e)
+
+    thread = threading.Thread(target=work, name="agriseg-writer", daemon=True)
+    thread.start()
+
+    def put(item: T) -> None:
+        if failed:
+            raise failed[0]
+        q.put(item)
+
+    try:
+        yield put
+    except BaseException:
+        abandon.set()
+        q.put(_DONE)
+        thread.join()
+        raise
+    q.put(_DONE)
+    thread.join()
+    if failed:
+        raise failed[0]

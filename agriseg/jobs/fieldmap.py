@@ -97,7 +97,8 @@ def map_field(src: str | os.PathLike, out_dir: str | os.PathLike, *,
                              confidence=tmp / CONFIDENCE_NAME, fmt=fmt,
                              source=Path(src).name, progress=progress)
         params = {**popts.summary(pred.patch_px, pred.overlap_px), **vopts.summary(),
-                  "format": fmt, "device_used": pred.device, "backend_used": pred.backend}
+                  "format": fmt, "device_used": pred.device, "backend_used": pred.backend,
+                  "resampled": pred.resample, "input_range_applied": pred.input_range}
         preview = _try_preview(src, tmp, card, popts.bands, pred.warnings)
         summary = build_summary(src, model, card, pred, vec, params,
                                 polygons_name, time.perf_counter() - t0, preview)

@@ -17,8 +17,11 @@ from agriseg.raster.io import band_names, open_raster
 
 
 def raster_info(path: str | os.PathLike, *, model: str | os.PathLike | None = None,
-                bands: Sequence[int] | None = None) -> dict[str, Any]:
-    """Describe the raster at ``path``; with ``model`` (a checkpoint), also whether it fits.
+                bands: Sequence[int] | None = None, resample: str = "auto",
+                input_range: str = "auto") -> dict[str, Any]:
+    """Describe the raster at ``path``; with ``model`` (a checkpoint), also whether it fits
+    when predicted with ``resample`` and ``input_range`` (see
+    :class:`~agriseg.options.PredictOptions`), and what prediction would adapt.
 
     A raster that does not fit is *reported* under ``"fit"``, not raised: this is a report,
     ``predict`` is what refuses. Unreadable inputs raise the usual
@@ -33,7 +36,8 @@ def raster_info(path: str | os.PathLike, *, model: str | os.PathLike | None = No
         info = describe(src)
         if card is not None:
             info["model"] = card.summary()
-            info["fit"] = check_fit(src, card, bands).summary(band_names(src))
+            info["fit"] = check_fit(src, card, bands, resample, input_range).summary(
+                band_names(src))
     info["path"] = str(path)
     return info
 
@@ -64,5 +68,6 @@ def fit_lines(model: dict[str, Any], fit: dict[str, Any]) -> list[str]:
     else:
         lines.append("fits: no")
     lines += [f"  problem: {p}" for p in fit["problems"]]
+    lines += [f"  adapted: {a}" for a in fit.get("adapted", [])]
     lines += [f"  warning: {w}" for w in fit["warnings"]]
     return lines

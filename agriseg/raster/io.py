@@ -158,15 +158,20 @@ def pixel_size_m(src: rasterio.DatasetReader) -> float | None:
     return (a * mx + e * my) / 2
 
 
-def gdal_env(src: rasterio.DatasetReader) -> contextlib.AbstractContextManager:
-    """A GDAL block cache big enough for two block rows of input and output, and no bigger.
+def gdal_env(src: rasterio.DatasetReader, threads: int | None = None
+             ) -> contextlib.AbstractContextManager:
+    """GDAL settings for streaming ``src``: a block cache for two block rows, and ``threads``.
 
-    GDAL's default (5% of RAM) keeps every block already read, so memory would grow with the
-    raster's size; the strip reader never goes back, so two block rows are all it needs. A
-    GDAL_CACHEMAX set by the user is left alone.
+    GDAL's default cache (5% of RAM) keeps every block already read, so memory would grow with
+    the raster's size; the strip reader never goes back, so two block rows of input and output
+    are all it needs. ``threads`` (default all cores) bounds GDAL's decoding, compression and
+    warping threads (GDAL_NUM_THREADS). Values the user set in the environment are left alone.
     """
-    if os.environ.get("GDAL_CACHEMAX"):
-        return contextlib.nullcontext()
-    bh = max(src.block_shapes[0][0], 256)
-    row_bytes = src.width * bh * (src.count * np.dtype(src.dtypes[0]).itemsize + 2)
-    return rasterio.Env(GDAL_CACHEMAX=int(64 + 2 * row_bytes / 2**20))
+    options: dict[str, object] = {}
+    if not os.environ.get("GDAL_CACHEMAX"):
+        bh = max(src.block_shapes[0][0], 256)
+        row_bytes = src.width * bh * (src.count * np.dtype(src.dtypes[0]).itemsize + 2)
+        options["GDAL_CACHEMAX"] = int(64 + 2 * row_bytes / 2**20)
+    if not os.environ.get("GDAL_NUM_THREADS"):
+        options["GDAL_NUM_THREADS"] = str(threads) if threads else "ALL_CPUS"
+    return rasterio.Env(**options)

@@ -94,7 +94,17 @@ def to_cog(src_path: str | os.PathLike, dst_path: str | os.PathLike,
     """Copy a staged GeoTIFF to a Cloud-Optimized GeoTIFF with internal overviews."""
     rasterio.shutil.copy(str(src_path), str(dst_path), driver="COG", COMPRESS="DEFLATE",
                          BLOCKSIZE=str(blocksize), RESAMPLING=resampling.upper(),
-                         OVERVIEWS="AUTO", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+                         OVERVIEWS="AUTO", BIGTIFF="IF_SAFER", NUM_THREADS=gdal_threads())
+
+
+def gdal_threads() -> str:
+    """GDAL_NUM_THREADS as set by the enclosing :func:`~agriseg.raster.io.gdal_env` (the
+    user's ``--threads``) or the environment, else all cores."""
+    try:
+        value = rasterio.env.getenv().get("GDAL_NUM_THREADS")
+    except Exception:  # noqa: BLE001 - no rasterio.Env is active
+        value = None
+    return str(value or os.environ.get("GDAL_NUM_THREADS") or "ALL_CPUS")
 
 
 @contextlib.contextmanager

@@ -70,12 +70,17 @@ def test_explicit_bands(run, make_raster, make_checkpoint):
 
 def test_misfit_is_reported_not_refused(run, make_raster, make_checkpoint):
     raster = make_raster(dtype="uint16", descriptions=["red", "green", "blue"])
-    result = run(raster, "--model", make_checkpoint(dtype="uint8"))
+    result = run(raster, "--model", make_checkpoint(dtype="uint8"), "--input-range", "model")
     assert result.exit_code == 0, result.output
     assert "fits: no" in result.stdout
     assert "  problem: data type uint16 does not fit the model" in result.stdout
-    data = json.loads(run(raster, "--model", make_checkpoint("m.safetensors"), "--json").stdout)
+    data = json.loads(run(raster, "--model", make_checkpoint("m.safetensors"), "--json",
+                          "--input-range", "model").stdout)
     assert data["fit"]["fits"] is False and len(data["fit"]["problems"]) == 1
+    adapted = run(raster, "--model", make_checkpoint("m2.safetensors"))  # --input-range auto
+    assert adapted.exit_code == 0 and "fits: yes" in adapted.stdout
+    assert "  adapted: data type uint16, model trained on uint8: each band's 2-98% " \
+        "percentiles mapped" in adapted.stdout
 
 
 def test_help_says_misfit_exits_zero(run):

@@ -59,7 +59,8 @@ def test_map_bad_input_leaves_no_folder(make_checkpoint, tmp_path):
     ckpt = make_checkpoint(patch_px=128)
     r = run("map", tmp_path / "missing.tif", "-m", ckpt, "-o", tmp_path / "out")
     assert_bad_input(r, "missing.tif", "not found")
-    r = run("map", SAMPLES / "field_rgbn.tif", "-m", ckpt, "-o", tmp_path / "out")
+    r = run("map", SAMPLES / "field_rgbn.tif", "-m", ckpt, "-o", tmp_path / "out",
+            "--input-range", "model")
     assert_bad_input(r, "uint16")
     assert [p.name for p in tmp_path.iterdir()] == [ckpt.name]
 

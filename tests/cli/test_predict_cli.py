@@ -71,8 +71,10 @@ def test_band_count_mismatch(make_raster, ckpt, tmp_path):
 
 def test_dtype_mismatch(make_raster, ckpt, tmp_path):
     u16 = make_raster("u16.tif", dtype="uint16")
-    r = run("predict", u16, "-m", ckpt, "-o", tmp_path / "out.tif")
-    assert_bad_input(r, "uint16", "uint8")
+    r = run("predict", u16, "-m", ckpt, "-o", tmp_path / "out.tif", "--input-range", "model")
+    assert_bad_input(r, "uint16", "uint8", "--input-range auto")
+    r = run("predict", u16, "-m", ckpt, "-o", tmp_path / "out.tif", "--input-range", "9,1")
+    assert_bad_input(r, "MIN must be below MAX")
     assert no_outputs(tmp_path)
 
 

@@ -71,7 +71,8 @@ def test_georeferencing_and_nodata_are_kept(make_raster, make_checkpoint, tmp_pa
     src = make_raster(data=data, nodata=0, pixel_size=0.05)
     ckpt = make_checkpoint()
     out, conf = tmp_path / "m.tif", tmp_path / "c.tif"
-    res = predict_raster(src, out, model=ckpt, confidence=conf, patch_px=64, overlap_px=16)
+    res = predict_raster(src, out, model=ckpt, confidence=conf, patch_px=64, overlap_px=16,
+                         resample="off")
     with rasterio.open(src) as s, rasterio.open(out) as m, rasterio.open(conf) as c:
         for ds in (m, c):
             assert ds.crs == s.crs and ds.transform == s.transform
@@ -188,7 +189,7 @@ def test_real_field_photo_tiles_agree_with_whole_image(carrot_weed, make_checkpo
         dst.write(data)
     expected, _ = whole_image_mask(ckpt, data)
     out = tmp_path / "mask.tif"
-    predict_raster(sub, out, model=ckpt, overlap_px=64)
+    predict_raster(sub, out, model=ckpt, overlap_px=64, resample="off")
     with rasterio.open(out) as ds:
         got = ds.read(1)
         assert ds.crs == crs and ds.transform == transform

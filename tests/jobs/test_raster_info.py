@@ -17,7 +17,7 @@ def test_model_fits(make_raster, make_checkpoint):
     assert (info["model"]["patch_px"], info["model"]["pixel_size_m"]) == (64, 0.01)
     assert info["fit"] == {"fits": True, "bands": [1, 2, 3],
                            "band_names": ["red", "green", "blue"], "problems": [],
-                           "warnings": []}
+                           "warnings": [], "adapted": []}
     text = format_raster_info(info)
     assert "fits: yes (bands 1 (red), 2 (green), 3 (blue))" in text
     assert "  classes:    soil, crop, weed" in text
@@ -42,7 +42,8 @@ def test_model_explicit_bands(make_raster, make_checkpoint):
 
 def test_model_dtype_problem_and_pixel_size_warning(make_raster, make_checkpoint):
     raster = make_raster(dtype="uint16", pixel_size=0.05, descriptions=["red", "green", "blue"])
-    info = raster_info(raster, model=make_checkpoint(dtype="uint8"))
+    info = raster_info(raster, model=make_checkpoint(dtype="uint8"), resample="off",
+                       input_range="model")
     fit = info["fit"]
     assert fit["fits"] is False
     assert len(fit["problems"]) == 1 and "data type uint16" in fit["problems"][0]
@@ -50,6 +51,17 @@ def test_model_dtype_problem_and_pixel_size_warning(make_raster, make_checkpoint
     text = format_raster_info(info)
     assert "fits: no\n  problem: data type uint16 does not fit the model" in text
     assert "  warning: pixel size 0.05 m" in text
+
+
+def test_what_prediction_adapts_is_reported(make_raster, make_checkpoint):
+    raster = make_raster(dtype="uint16", pixel_size=0.05, descriptions=["red", "green", "blue"])
+    fit = raster_info(raster, model=make_checkpoint(dtype="uint8"))["fit"]  # auto, auto
+    assert fit["fits"] is True and not fit["problems"] and not fit["warnings"]
+    assert len(fit["adapted"]) == 2
+    assert "data type uint16, model trained on uint8" in fit["adapted"][0]
+    assert "pixel size 0.05 m is 5x the model's 0.01 m: read at the model's" in fit["adapted"][1]
+    near = make_raster("near.tif", pixel_size=0.0105, descriptions=["red", "green", "blue"])
+    assert raster_info(near, model=make_checkpoint("m.safetensors"))["fit"]["adapted"] == []
 
 
 def test_a_pickle_is_never_read_as_a_model(tmp_path, make_raster):
