@@ -16,6 +16,7 @@ DEVICES = ("auto", "cpu", "cuda")  # where models run (agriseg.infer.devices)
 
 # where the forward pass runs (see agriseg.infer.engines)
 BACKENDS = ("auto", "torch", "onnx")
+CPU_AUTO_BATCH = 4  # --batch-size auto on the CPU: larger batches cost memory, not time
 RESAMPLE_MODES = ("auto", "off")  # reading at the model's pixel size (agriseg.raster.resample)
 # fixed input-range modes; a range is also given as "MIN,MAX" (agriseg.raster.ranges)
 INPUT_RANGE_MODES = ("auto", "model")

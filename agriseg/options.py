@@ -26,7 +26,8 @@ class PredictOptions:
     """How a raster is cut into patches and run through the model.
 
     ``patch_px`` and ``overlap_px``: patch side and overlap in pixels (default: the model
-    card's patch size and 1/8 of it). ``batch_size``: patches per forward pass. ``device``:
+    card's patch size and 1/8 of it). ``batch_size``: patches per forward pass, or ``auto``
+    (sized to the GPU's free memory on CUDA, 4 on the CPU). ``device``:
     ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``blend``: ``hann`` (weighted
     average of overlapping patches) or ``crop`` (each pixel from the nearest patch centre).
     ``bands``: 1-based raster bands in the model's order (default: matched by name, else
@@ -42,7 +43,7 @@ class PredictOptions:
 
     patch_px: int | None = None
     overlap_px: int | None = None
-    batch_size: int = 8
+    batch_size: int | str = "auto"
     device: str = "auto"
     blend: str = "hann"
     bands: tuple[int, ...] | None = None
@@ -58,8 +59,7 @@ class PredictOptions:
         if self.blend not in BLEND_MODES:
             raise ConfigError(f"unknown blend mode {self.blend!r}; use one of "
                               f"{', '.join(BLEND_MODES)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
         if self.patch_px is not None and self.patch_px < 1:
@@ -84,6 +84,19 @@ class PredictOptions:
                 "device": self.device, "blend": self.blend, "backend": self.backend,
                 "bands": list(self.bands) if self.bands is not None else None,
                 "resample": self.resample, "input_range": self.input_range}
+
+
+def parse_batch_size(value: Any) -> int | str:
+    """A batch size: ``auto`` or an integer >= 1."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"batch size {value!r}: use auto or a whole number >= 1") from None
+    if n != value and not isinstance(value, str) or n < 1:
+        raise ConfigError(f"batch size must be >= 1 (or auto), got {value!r}")
+    return n
 
 
 def parse_input_range(value: Any) -> str:

@@ -12,6 +12,10 @@ from agriseg.options import PredictOptions, VectorizeOptions, split_options, wit
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"patch_px": 0}, "patch size must be positive"),
     ({"bands": [0, 1]}, "band numbers start at 1"),
+    ({"batch_size": "big"}, "batch size 'big': use auto or a whole number"),
+    ({"batch_size": 2.5}, "batch size must be >= 1"),
+    ({"resample": "yes"}, "unknown resample mode 'yes'; use one of auto, off"),
+    ({"input_range": "0-255"}, "input range '0-255': use auto, model or MIN,MAX"),
 ])
 def test_bad_predict_options(kw, match):
     with pytest.raises(ConfigError, match=match):
@@ -41,3 +45,10 @@ def test_keywords_replace_fields_and_unknown_names_are_refused():
         split_options({"min_aera": 1})
     assert v.summary() == {"classes": None, "min_area_m2": 0.5, "fill_holes_m2": 0.0,
                            "simplify_m": 0.0, "connectivity": 8, "crs": None}
+
+
+def test_batch_size_auto_and_numbers():
+    assert PredictOptions().batch_size == "auto"
+    assert PredictOptions(batch_size="AUTO").batch_size == "auto"
+    assert PredictOptions(batch_size="6").batch_size == 6  # from the CLI or a manifest
+    assert PredictOptions(batch_size=3).batch_size == 3

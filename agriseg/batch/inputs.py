@@ -139,7 +139,9 @@ def _parse_row(row: dict[str, str], path: Path, line: int) -> dict[str, Any]:
         if not text:
             continue
         try:
-            if name in _INT:
+            if name == "batch_size" and text.strip().lower() == "auto":
+                out[name] = "auto"
+            elif name in _INT:
                 out[name] = int(text)
             elif name in _FLOAT:
                 out[name] = float(text)

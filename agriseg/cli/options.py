@@ -78,8 +78,9 @@ def inference_opts(f: Callable) -> Callable:
                      help="Merge overlapping patches by a Hann window or by centre-cropping.")(f)
     f = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="auto uses CUDA when available.")(f)
-    f = click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-                     help="Patches per forward pass.")(f)
+    f = click.option("--batch-size", default="auto", show_default=True, metavar="N|auto",
+                     help="Patches per forward pass; auto sizes batches to the GPU's free "
+                          "memory (4 on the CPU).")(f)
     return f
 
 

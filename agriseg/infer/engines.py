@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agriseg.constants import BACKENDS
+from agriseg.constants import BACKENDS, CPU_AUTO_BATCH
 from agriseg.errors import CheckpointError, ConfigError
 from agriseg.hashing import file_sha256
 from agriseg.models.card import ModelCard
@@ -31,7 +31,13 @@ log = logging.getLogger("agriseg")
 
 @dataclass
 class Engine:
-    """A model ready to run: ``forward`` maps ``(N, C, H, W)`` float32 patches to logits."""
+    """A model ready to run: ``forward`` maps ``(N, C, H, W)`` float32 patches to logits.
+
+    ``submit`` starts a forward pass and returns a function that waits for its logits (on
+    CUDA the work is queued, so the caller can prepare the next batch meanwhile); by default
+    it runs ``forward`` at once. ``auto_batch(channels, height, width)`` is the batch size
+    ``--batch-size auto`` means for this engine.
+    """
 
     card: ModelCard
     input_divisor: int
@@ -39,6 +45,24 @@ class Engine:
     device: str
     forward: Callable[[np.ndarray], np.ndarray]
     model_path: Path | None = None
+    submit: Callable[[np.ndarray], Callable[[], np.ndarray]] | None = None
+    auto_batch: Callable[[int, int, int], int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.submit is None:
+            def run_now(batch: np.ndarray) -> Callable[[], np.ndarray]:
+                logits = self.forward(batch)
+                return lambda: logits
+
+            self.submit = run_now
+        if self.auto_batch is None:
+            self.auto_batch = lambda channels, height, width: CPU_AUTO_BATCH
+
+    def batch_size(self, requested: int | str, height: int, width: int) -> int:
+        """``requested``, or the engine's choice for ``auto`` and patches of that size."""
+        if requested != "auto":
+            return int(requested)
+        return self.auto_batch(self.card.in_channels, height, width)
 
 
 def is_onnx(model: Any) -> bool:
@@ -105,7 +129,7 @@ def _torch_engine(model: Any, device: str, amp: bool, threads: int | None) -> En
     model = load_model(model)
     pred = Predictor(model.net, device=device, amp=amp)
     return Engine(model.card, input_divisor(model.net), "torch", str(pred.device), pred,
-                  model.path)
+                  model.path, submit=pred.submit, auto_batch=pred.max_batch)
 
 
 def _refuse_cuda(device: str, model: Any) -> None:

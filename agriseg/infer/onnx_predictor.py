@@ -9,6 +9,7 @@ export maps a field with ONNX Runtime, numpy and GDAL only.
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -63,7 +64,10 @@ class OnnxPredictor:
 
 
 def _agriseg_meta(session, path: Path) -> dict[str, str]:
-    custom = session.get_modelmeta().custom_metadata_map or {}
+    return _checked_meta(session.get_modelmeta().custom_metadata_map or {}, path)
+
+
+def _checked_meta(custom: dict[str, str], path: Path) -> dict[str, str]:
     meta = {k.removeprefix(META_PREFIX): v for k, v in custom.items()
             if k.startswith(META_PREFIX)}
     if "model_card" not in meta:
@@ -76,5 +80,76 @@ def _agriseg_meta(session, path: Path) -> dict[str, str]:
 
 
 def read_onnx_card(path: str | os.PathLike) -> ModelCard:
-    """The model card inside an exported ONNX model."""
-    return OnnxPredictor(path, threads=1).card
+    """The model card inside an exported ONNX model, read from its metadata alone (no
+    session: building one costs about as much memory as the weights, twice)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: ONNX model not found")
+    try:
+        custom = read_onnx_metadata(path)
+    except (ValueError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable ONNX model: {first_line(e)}") from None
+    return ModelCard.from_json(_checked_meta(custom, path)["model_card"])
+
+
+# ModelProto field numbers (onnx.proto): metadata_props and its key/value entries
+_METADATA_PROPS, _KEY, _VALUE = 14, 1, 2
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, read straight from its protobuf encoding.
+
+    Only the top-level fields are walked and everything else (the graph and its weights) is
+    skipped by its length, so this costs microseconds and no memory, and needs neither the
+    ``onnx`` package nor an ONNX Runtime session.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise ValueError("empty file")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            meta: dict[str, str] = {}
+            for field_no, value in _fields(buf, 0, len(buf)):
+                if field_no != _METADATA_PROPS or not isinstance(value, tuple):
+                    continue
+                entry = {}
+                for k, v in _fields(buf, *value):
+                    if k in (_KEY, _VALUE) and isinstance(v, tuple):
+                        entry[k] = bytes(buf[v[0]:v[1]]).decode("utf-8")
+                meta[entry.get(_KEY, "")] = entry.get(_VALUE, "")
+            return meta
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated or malformed protobuf")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf, start: int, end: int):
+    """``(field number, value)`` of each field in ``buf[start:end]``: an int for varints and
+    fixed-width fields, ``(begin, end)`` offsets for length-delimited ones."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        field_no, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = 0, pos + 8
+        elif wire == 5:
+            value, pos = 0, pos + 4
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            value, pos = (pos, pos + n), pos + n
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos > end or field_no == 0:
+            raise ValueError("truncated or malformed protobuf")
+        yield field_no, value

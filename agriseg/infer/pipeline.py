@@ -12,6 +12,7 @@ model's value range (:func:`agriseg.infer.fit.input_scaling`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -71,6 +72,7 @@ class PredictResult:
     warnings: list[str] = field(default_factory=list)
     device: str = "cpu"  # where the model ran (``auto`` resolved)
     backend: str = "torch"  # what ran it: torch or onnx
+    batch_size: int = 0  # patches per forward pass (``auto`` resolved)
     resample: dict[str, Any] | None = None  # the model grid, when the raster was resampled
     input_range: dict[str, Any] | None = None  # the value mapping, when one was applied
 
@@ -159,6 +161,8 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
             grid = patch_grid(mds.height, mds.width, engine, opts)
             reader = StripReader(mds, fit.indexes, grid, MaskSource.of(mds, fit.indexes))
             sink = outputs if plan is None else BackToInput(outputs, plan, ds.height, ds.width)
+            batch_size = engine.batch_size(opts.batch_size, grid.patch_h, grid.patch_w)
+            opts = dataclasses.replace(opts, batch_size=batch_size)
             model_s = run_patches(grid, reader, engine, opts, sink, conf_path is not None,
                                   progress, scaling)
         width, height = ds.width, ds.height
@@ -168,7 +172,7 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
         class_pixels=pixels_per_class(outputs.counts, card),
         nodata_pixels=int(outputs.counts[NODATA]),
         seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings,
-        device=engine.device, backend=engine.backend,
+        device=engine.device, backend=engine.backend, batch_size=batch_size,
         resample=plan.summary((height, width)) if plan is not None else None,
         input_range=scaling.summary() if scaling is not None else None)
 
@@ -197,24 +201,40 @@ def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
                 progress: bool, scaling: InputScaling | None = None) -> float:
     """Predict every patch of ``grid`` read by ``reader``, blend, and hand finished rows to
     ``outputs`` (on a writer thread); returns the seconds spent in the model."""
-    predictor = engine.forward
     acc = StripAccumulator(grid, engine.card.num_classes, opts.blend, confidence=confidence)
     model_s = 0.0
     row = -1
+    batch_size = engine.batch_size(opts.batch_size, grid.patch_h, grid.patch_w)
     bar = tqdm(total=len(grid), unit="patch", desc="predict", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
+
+    def blend(batch: Batch, logits: np.ndarray) -> None:
+        nonlocal row
+        for (i, j), patch_logits in zip(batch.keys, logits, strict=True):
+            if i != row:
+                write(list(acc.start_row(i, batch.row_valid[i])))
+                row = i
+            acc.add(i, j, patch_logits)
+        bar.update(len(batch.keys))
+
     with bar, background_sink(outputs.write) as write:
-        batches = iter_batches(reader, grid, engine.card, opts.batch_size, scaling)
+        batches = iter_batches(reader, grid, engine.card, batch_size, scaling)
+        pending = None  # the batch in flight and the function that waits for its logits
         for batch in prefetch(batches):
             t = time.perf_counter()
-            logits = predictor(batch.images)
+            result = engine.submit(batch.images)  # queued on CUDA, done at once on the CPU
+            if pending is not None:
+                logits = pending[1]()
+                model_s += time.perf_counter() - t
+                blend(pending[0], logits)
+            else:
+                model_s += time.perf_counter() - t
+            pending = (batch, result)
+        if pending is not None:
+            t = time.perf_counter()
+            logits = pending[1]()
             model_s += time.perf_counter() - t
-            for (i, j), patch_logits in zip(batch.keys, logits, strict=True):
-                if i != row:
-                    write(list(acc.start_row(i, batch.row_valid[i])))
-                    row = i
-                acc.add(i, j, patch_logits)
-            bar.update(len(batch.keys))
+            blend(pending[0], logits)
         write(list(acc.close()))
     return model_s
 

@@ -98,6 +98,7 @@ def map_field(src: str | os.PathLike, out_dir: str | os.PathLike, *,
                              source=Path(src).name, progress=progress)
         params = {**popts.summary(pred.patch_px, pred.overlap_px), **vopts.summary(),
                   "format": fmt, "device_used": pred.device, "backend_used": pred.backend,
+                  "batch_size_used": pred.batch_size,
                   "resampled": pred.resample, "input_range_applied": pred.input_range}
         preview = _try_preview(src, tmp, card, popts.bands, pred.warnings)
         summary = build_summary(src, model, card, pred, vec, params,

@@ -4,7 +4,9 @@ PyTorch mask on >= 99.9% of valid pixels and the probabilities differ by <= 1e-4
 "The carrot-weed model" is configs/train/carrot-weed.yaml (DeepLabV3+ / MobileNetV3-Large,
 decoder 128, 256 px patches) trained, for the suite, on a few real images for a few steps:
 real trained weights and batch-norm statistics, not random ones, in seconds instead of the
-recipe's hour. The images compared are never trained on.
+recipe's hour. The images compared are never trained on. So briefly trained, its logits are
+small and many pixels are near ties between two classes, which makes the mask comparison
+stricter than with the full model (logit noise of 1e-3 already flips about 1% of the pixels).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ COMPARED = ("IMG_3450.tif", "IMG_3460.tif", "IMG_3470.tif")  # held out of the s
 TRAIN_IMAGES = 6  # the first images of the rest (the last of them validates)
 MIN_AGREEMENT = 0.999
 MAX_PROB_DIFF = 1e-4
+PATCHES_PER_IMAGE = 16  # of 48, spread over the image, for the probability comparison
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +90,18 @@ def test_onnx_mask_equals_torch_mask_on_real_images(carrot_weed_model, tmp_path,
     assert np.abs(ct - co)[valid].max() <= 1, f"{name}: confidence (percent) differs by > 1"
 
 
-def real_batches(path: Path, card, divisor: int):
-    """Normalized patches of ``path``, cut and batched as predict_raster cuts them."""
+def real_batches(path: Path, card, divisor: int, n: int, batch_size: int = 8):
+    """``n`` normalized patches of ``path`` (spread over the image, in grid order), cut on
+    predict_raster's grid with its reader, ``batch_size`` at a time."""
     with rasterio.open(path) as ds:
         grid = make_grid(ds.height, ds.width, card.patch_px, default_overlap(card.patch_px),
                          divisor)
         reader = StripReader(ds, check_fit(ds, card).indexes, grid)
-        for batch in iter_batches(reader, grid, card, 16):
-            yield batch.images
+        patches = np.concatenate([b.images for b in iter_batches(reader, grid, card, 16)])
+    assert len(patches) == len(grid)
+    pick = np.linspace(0, len(patches) - 1, min(n, len(patches))).round().astype(int)
+    for i in range(0, len(pick), batch_size):
+        yield patches[pick[i:i + batch_size]]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -111,7 +118,8 @@ def test_onnx_probabilities_equal_torch_on_real_patches(engines):
     for name in COMPARED:
         dp = dz = 0.0
         n, classes = 0, set()
-        for patches in real_batches(SHARED_DATA / name, torch_e.card, torch_e.input_divisor):
+        for patches in real_batches(SHARED_DATA / name, torch_e.card, torch_e.input_divisor,
+                                    PATCHES_PER_IMAGE):
             assert patches.shape[1:] == (3, 256, 256) and np.isfinite(patches).all()
             lt, lo = torch_e.forward(patches), onnx_e.forward(patches)
             assert lt.shape == lo.shape == (len(patches), 3, 256, 256)

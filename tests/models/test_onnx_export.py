@@ -16,7 +16,11 @@ from agriseg.models.registry import input_divisor
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from agriseg.infer.onnx_predictor import OnnxPredictor, read_onnx_card  # noqa: E402
+from agriseg.infer.onnx_predictor import (  # noqa: E402
+    OnnxPredictor,
+    read_onnx_card,
+    read_onnx_metadata,
+)
 from agriseg.models.onnx_export import export_onnx  # noqa: E402
 
 
@@ -66,6 +70,24 @@ def test_errors_are_one_line(default_onnx, make_checkpoint, tmp_path):
     onnx.save(proto, str(foreign))
     with pytest.raises(CheckpointError, match="not one exported by agriseg"):
         OnnxPredictor(foreign)
+    with pytest.raises(CheckpointError, match="not one exported by agriseg"):
+        read_onnx_card(foreign)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(default_onnx.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="not a readable ONNX model: truncated"):
+        read_onnx_card(truncated)
+    empty = tmp_path / "empty.onnx"
+    empty.touch()
+    with pytest.raises(CheckpointError, match="not a readable ONNX model: empty file"):
+        read_onnx_card(empty)
+
+
+def test_metadata_is_read_without_a_session(default_onnx):
+    import onnx
+
+    expected = {p.key: p.value for p in onnx.load(str(default_onnx)).metadata_props}
+    assert read_onnx_metadata(default_onnx) == expected
+    assert set(expected) >= {"agriseg.model_card", "agriseg.output", "agriseg.input_divisor"}
 
 
 def test_the_onnx_predictor_does_not_import_torch(default_onnx):
