@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from agriseg.cli.options import adapt_opts, bands_opt, echo_json, json_opt
-from agriseg.jobs.info import format_raster_info, raster_info
 
 
 @click.command("info")
@@ -26,6 +25,7 @@ def command(raster: str, model_path: str | None, bands: list[int] | None, resamp
     """
     if bands and not model_path:
         raise click.UsageError("--bands only makes sense with --model")
+    from agriseg.jobs.info import format_raster_info, raster_info  # heavy: only when run
     from agriseg.options import parse_input_range
 
     info = raster_info(raster, model=model_path, bands=bands, resample=resample,

@@ -122,7 +122,7 @@ def vector_opts(f: Callable) -> Callable:
 def map_opts(f: Callable) -> Callable:
     """What ``map`` and ``batch`` share: the model, the polygon format, and the prediction
     and vectorization options."""
-    from agriseg.vector.export import FORMATS
+    from agriseg.vector.formats import FORMATS
 
     for deco in (vector_opts, bands_opt, inference_opts, patch_opts):
         f = deco(f)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from agriseg.cli.options import echo_json, json_opt, overwrite_opt, parse_names
-from agriseg.jobs.tiling import cut_tiles
 
 
 @click.command("tile")
@@ -37,6 +36,8 @@ def command(ctx: click.Context, raster: str, out_dir: str, patch_px: int, overla
     Writes DIR/<stem>_rRRRR_cCCCC.tif per patch and DIR/index.gpkg (layer "patches") with each
     patch's footprint, file names, grid position, pixel window and valid fraction.
     """
+    from agriseg.jobs.tiling import cut_tiles  # heavy: only when run
+
     result = cut_tiles(raster, out_dir, patch_px=patch_px, overlap_px=overlap_px,
                        labels=labels, label_field=label_field, classes=classes,
                        overwrite=overwrite, progress=not ctx.obj["quiet"])

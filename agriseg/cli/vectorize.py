@@ -8,8 +8,7 @@ import click
 
 from agriseg.cli.options import echo_json, format_area, json_opt, overwrite_opt, vector_opts
 from agriseg.options import VectorizeOptions
-from agriseg.vector.export import FORMATS
-from agriseg.vector.vectorize import vectorize_mask
+from agriseg.vector.formats import FORMATS
 
 
 @click.command("vectorize")
@@ -34,6 +33,8 @@ def command(ctx: click.Context, mask: str, output: str, fmt: str | None,
     Background (0) and no-data (255) never become polygons. Regions cut by the internal strip
     seams are merged, so the result is the same as one pass over the whole mask.
     """
+    from agriseg.vector.vectorize import vectorize_mask  # heavy: only when run
+
     r = vectorize_mask(mask, output, options=VectorizeOptions(**options),
                        confidence=confidence, fmt=fmt, layer=layer, overwrite=overwrite,
                        progress=not ctx.obj["quiet"])

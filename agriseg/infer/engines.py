@@ -34,9 +34,9 @@ class Engine:
     """A model ready to run: ``forward`` maps ``(N, C, H, W)`` float32 patches to logits.
 
     ``submit`` starts a forward pass and returns a function that waits for its logits (on
-    CUDA the work is queued, so the caller can prepare the next batch meanwhile); by default
-    it runs ``forward`` at once. ``auto_batch(channels, height, width)`` is the batch size
-    ``--batch-size auto`` means for this engine.
+    CUDA the work is queued, so the caller can prepare the next batch meanwhile: then
+    ``asynchronous`` is True); by default it runs ``forward`` at once.
+    ``auto_batch(channels, height, width)`` is the batch size ``--batch-size auto`` means.
     """
 
     card: ModelCard
@@ -47,6 +47,7 @@ class Engine:
     model_path: Path | None = None
     submit: Callable[[np.ndarray], Callable[[], np.ndarray]] | None = None
     auto_batch: Callable[[int, int, int], int] | None = None
+    asynchronous: bool = False  # ``submit`` returns before the work is done (CUDA)
 
     def __post_init__(self) -> None:
         if self.submit is None:
@@ -129,7 +130,8 @@ def _torch_engine(model: Any, device: str, amp: bool, threads: int | None) -> En
     model = load_model(model)
     pred = Predictor(model.net, device=device, amp=amp)
     return Engine(model.card, input_divisor(model.net), "torch", str(pred.device), pred,
-                  model.path, submit=pred.submit, auto_batch=pred.max_batch)
+                  model.path, submit=pred.submit, auto_batch=pred.max_batch,
+                  asynchronous=pred.device.type == "cuda")
 
 
 def _refuse_cuda(device: str, model: Any) -> None:

@@ -43,6 +43,9 @@ class OnnxPredictor:
             raise InputNotFoundError(f"{path}: ONNX model not found")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # a memory pattern plans one block per input shape on top of the arena's own:
+        # ~110 MB more at batch 4 of 512 px, for no measurable speed
+        options.enable_mem_pattern = False
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

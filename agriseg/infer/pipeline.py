@@ -51,7 +51,7 @@ log = logging.getLogger("agriseg")
 
 @dataclass
 class Batch:
-    images: np.ndarray  # (N, C, H, W) float32, normalized
+    images: np.ndarray | None  # (N, C, H, W) float32, normalized (None once sent)
     keys: list[tuple[int, int]]  # (patch row, patch column) of each image
     row_valid: dict[int, np.ndarray]  # valid mask of each patch row starting in this batch
 
@@ -81,7 +81,8 @@ def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, b
                  scaling: InputScaling | None = None) -> Iterator[Batch]:
     """Normalized patches in grid order, ``batch_size`` at a time (batches may span rows);
     ``scaling`` first maps raster values onto the model's range."""
-    images: list[np.ndarray] = []
+    shape = (batch_size, card.in_channels, grid.patch_h, grid.patch_w)
+    images = np.empty(shape, dtype=np.float32)  # filled in place: no list, no stacking copy
     keys: list[tuple[int, int]] = []
     row_valid: dict[int, np.ndarray] = {}
     for row in reader:
@@ -90,13 +91,13 @@ def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, b
             data, valid = cut_patch(row, x0, grid)
             if scaling is not None:
                 data = scaling.apply(data)
-            images.append(card.normalization.apply(data, valid))
+            card.normalization.apply(data, valid, out=images[len(keys)])
             keys.append((row.index, j))
-            if len(images) == batch_size:
-                yield Batch(np.stack(images), keys, row_valid)
-                images, keys, row_valid = [], [], {}
-    if images:
-        yield Batch(np.stack(images), keys, row_valid)
+            if len(keys) == batch_size:
+                yield Batch(images, keys, row_valid)
+                images, keys, row_valid = np.empty(shape, dtype=np.float32), [], {}
+    if keys:
+        yield Batch(images[:len(keys)], keys, row_valid)
 
 
 def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
@@ -220,10 +221,17 @@ def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
     with bar, background_sink(outputs.write) as write:
         batches = iter_batches(reader, grid, engine.card, batch_size, scaling)
         pending = None  # the batch in flight and the function that waits for its logits
-        for batch in prefetch(batches):
+        # one batch read ahead is enough: reading and normalizing take a fraction of a forward
+        for batch in prefetch(batches, depth=1):
             t = time.perf_counter()
-            result = engine.submit(batch.images)  # queued on CUDA, done at once on the CPU
-            if pending is not None:
+            result = engine.submit(batch.images)
+            batch.images = None  # sent: only its keys are needed now
+            if not engine.asynchronous:  # done already: blend now, hold no second batch
+                logits = result()
+                model_s += time.perf_counter() - t
+                blend(batch, logits)
+                continue
+            if pending is not None:  # queued on the GPU: collect the previous batch meanwhile
                 logits = pending[1]()
                 model_s += time.perf_counter() - t
                 blend(pending[0], logits)

@@ -17,6 +17,8 @@ from agriseg.constants import NODATA
 from agriseg.infer.blending import BlendMode, axis_weights
 from agriseg.raster.grid import PatchGrid
 
+FINISH_ROWS = 64  # rows finished at a time
+
 
 @dataclass(frozen=True)
 class FinishedRows:
@@ -70,19 +72,8 @@ class StripAccumulator:
         n = stop - self.base
         if n <= 0:
             return
-        acc, wsum, valid = self.acc[:, :n], self.wsum[:n], self.valid[:n]
-        covered = valid & (wsum > 0)
-        classes = np.argmax(acc, axis=0).astype(np.uint8)
-        classes[~covered] = NODATA
-        conf = None
-        if self.confidence:
-            mean = acc / np.maximum(wsum, 1e-30)
-            mean -= mean.max(axis=0, keepdims=True)
-            np.exp(mean, out=mean)
-            top = 1.0 / mean.sum(axis=0)  # softmax of the winning class (its exp is 1)
-            conf = np.rint(top * 100).astype(np.uint8)
-            conf[~covered] = NODATA
-        yield FinishedRows(self.base, classes, conf)
+        for y in range(0, n, FINISH_ROWS):  # in slices: the temporaries stay small
+            yield self._finish(y, min(n, y + FINISH_ROWS))
         rest = self.acc.shape[1] - n
         self.acc[:, :rest] = self.acc[:, n:]
         self.acc[:, rest:] = 0
@@ -91,6 +82,22 @@ class StripAccumulator:
         self.valid[:rest] = self.valid[n:]
         self.valid[rest:] = True
         self.base = stop
+
+    def _finish(self, y0: int, y1: int) -> FinishedRows:
+        acc, wsum, valid = self.acc[:, y0:y1], self.wsum[y0:y1], self.valid[y0:y1]
+        covered = valid & (wsum > 0)
+        classes = np.argmax(acc, axis=0).astype(np.uint8)
+        classes[~covered] = NODATA
+        conf = None
+        if self.confidence:  # in place: these rows of acc are dropped afterwards anyway
+            mean = acc
+            mean /= np.maximum(wsum, 1e-30)
+            mean -= mean.max(axis=0, keepdims=True)
+            np.exp(mean, out=mean)
+            top = 1.0 / mean.sum(axis=0)  # softmax of the winning class (its exp is 1)
+            conf = np.rint(top * 100).astype(np.uint8)
+            conf[~covered] = NODATA
+        return FinishedRows(self.base + y0, classes, conf)
 
     def close(self) -> Iterator[FinishedRows]:
         """Finish every remaining row."""

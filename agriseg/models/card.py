@@ -60,12 +60,17 @@ class Normalization:
     def to_dict(self) -> dict[str, Any]:
         return {"mean": list(self.mean), "std": list(self.std), "mode": self.mode}
 
-    def apply(self, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def apply(self, data: np.ndarray, valid: np.ndarray, out: np.ndarray | None = None
+              ) -> np.ndarray:
         """``(value - mean) / std`` of ``(bands, ...)`` raster values as float32; no-data
-        pixels (``valid`` False) and NaN/inf become 0, the band mean."""
+        pixels (``valid`` False) and NaN/inf become 0, the band mean. ``out``: a float32
+        array of ``data``'s shape to write into (a slot of a batch) instead of a new one."""
         mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, *([1] * (data.ndim - 1)))
         inv_std = (1.0 / np.asarray(self.std, dtype=np.float32)).reshape(mean.shape)
-        out = data.astype(np.float32)
+        if out is None:
+            out = data.astype(np.float32)
+        else:
+            out[...] = data
         out -= mean
         out *= inv_std
         if data.dtype.kind == "f":  # NaN/inf in one band of an otherwise valid pixel

@@ -37,7 +37,6 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -49,36 +48,10 @@ import shapely
 
 from agriseg.errors import ConfigError, OutputError, VectorError
 from agriseg.outputs import atomic_output, check_output
+from agriseg.vector.formats import DEFAULT_FORMAT, FORMATS, FormatSpec  # noqa: F401 - re-exported
 
 log = logging.getLogger("agriseg")
 
-
-@dataclass(frozen=True)
-class FormatSpec:
-    """A vector output format: its OGR driver (None when not written by OGR) and file suffixes."""
-
-    name: str
-    driver: str | None
-    suffixes: tuple[str, ...]
-    description: str
-
-    @property
-    def suffix(self) -> str:
-        """The preferred suffix, used in messages."""
-        return self.suffixes[0]
-
-
-FORMATS: dict[str, FormatSpec] = {
-    "gpkg": FormatSpec("gpkg", "GPKG", (".gpkg",), "GeoPackage (default; one file, any GIS)"),
-    "shp": FormatSpec("shp", "ESRI Shapefile", (".shp",),
-                      "ESRI Shapefile (.shp .shx .dbf .prj .cpg; sprayer terminals)"),
-    "geojson": FormatSpec("geojson", "GeoJSON", (".geojson", ".json"),
-                          "GeoJSON in the layer's CRS (use --crs EPSG:4326 for RFC 7946)"),
-    "fgb": FormatSpec("fgb", "FlatGeobuf", (".fgb",), "FlatGeobuf (streamable, web maps)"),
-    "parquet": FormatSpec("parquet", None, (".parquet", ".geoparquet"),
-                          "GeoParquet (needs pyarrow)"),
-}
-DEFAULT_FORMAT = "gpkg"
 
 _ALIASES = {"geopackage": "gpkg", "shapefile": "shp", "json": "geojson", "flatgeobuf": "fgb",
             "geoparquet": "parquet"}
