@@ -78,8 +78,8 @@ def predict_array(array: np.ndarray, model: Model | str | os.PathLike | None = N
     """
     t0 = time.perf_counter()
     opts = with_options(PredictOptions, options, option_kw)
-    if opts.device != "auto":
-        resolve_device(opts.device)
+    if str(opts.device).startswith("cuda"):
+        resolve_device(opts.device)  # fails before any work when CUDA is absent
     engine = engine_for(model, opts)
     data = _bands_of(np.asarray(array), engine, opts)
     mask = _valid(data, valid, nodata)

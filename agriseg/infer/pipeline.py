@@ -136,7 +136,7 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
     """
     t0 = time.perf_counter()
     opts = with_options(PredictOptions, options, option_kw)
-    if opts.device != "auto":
+    if str(opts.device).startswith("cuda"):
         resolve_device(opts.device)  # fails before any work when CUDA is absent
     dst = check_output(dst, overwrite)
     conf_path = check_output(confidence, overwrite) if confidence else None

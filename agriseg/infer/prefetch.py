@@ -8,7 +8,9 @@ PyTorch so the ONNX Runtime path can use it without importing torch.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -16,6 +18,25 @@ from typing import TypeVar
 T = TypeVar("T")
 
 _DONE = object()
+
+
+HELPER_NICENESS = 10
+
+
+def yield_to_the_model() -> None:
+    """Lower the calling thread's CPU priority (Linux: threads have their own nice value).
+
+    The model's threads use every core; a reader or writer thread that preempts one of them
+    stalls the whole parallel operator until it gets its core back (measured on 2 cores: each
+    batch's forward 10% slower for 1% of extra CPU work). At a lower priority the helpers run
+    in the model's gaps instead. No-op where per-thread priorities do not exist.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid)
+                       + HELPER_NICENESS)
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
@@ -29,6 +50,7 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     stop = threading.Event()
 
     def produce() -> None:
+        yield_to_the_model()
         try:
             for item in items:
                 while not stop.is_set():
@@ -76,6 +98,7 @@ def background_sink(consume: Callable[[T], None], depth: int = 4
     abandon = threading.Event()
 
     def work() -> None:
+        yield_to_the_model()
         while True:
             item = q.get()
             if item is _DONE:
