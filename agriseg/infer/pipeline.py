@@ -86,7 +86,7 @@ def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, b
     keys: list[tuple[int, int]] = []
     row_valid: dict[int, np.ndarray] = {}
     for row in reader:
-        row_valid[row.index] = row.valid
+        row_valid[row.index] = row.valid.copy()  # the reader reuses its buffer
         for j, x0 in enumerate(grid.cols):
             data, valid = cut_patch(row, x0, grid)
             if scaling is not None:
@@ -201,7 +201,12 @@ def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
                 opts: PredictOptions, outputs: RowSink, confidence: bool,
                 progress: bool, scaling: InputScaling | None = None) -> float:
     """Predict every patch of ``grid`` read by ``reader``, blend, and hand finished rows to
-    ``outputs`` (on a writer thread); returns the seconds spent in the model."""
+    ``outputs``; returns the seconds spent in the model.
+
+    Three threads: the reader cuts and normalizes the next batch, this thread runs the model,
+    and the stitcher blends each batch's logits and writes the finished rows, so the model
+    never waits for either (both helpers run at a lower priority than the model).
+    """
     acc = StripAccumulator(grid, engine.card.num_classes, opts.blend, confidence=confidence)
     model_s = 0.0
     row = -1
@@ -209,16 +214,17 @@ def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
     bar = tqdm(total=len(grid), unit="patch", desc="predict", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
 
-    def blend(batch: Batch, logits: np.ndarray) -> None:
+    def blend(item: tuple[Batch, np.ndarray]) -> None:  # on the stitcher thread
         nonlocal row
+        batch, logits = item
         for (i, j), patch_logits in zip(batch.keys, logits, strict=True):
             if i != row:
-                write(list(acc.start_row(i, batch.row_valid[i])))
+                outputs.write(acc.start_row(i, batch.row_valid[i]))
                 row = i
             acc.add(i, j, patch_logits)
         bar.update(len(batch.keys))
 
-    with bar, background_sink(outputs.write) as write:
+    with bar, background_sink(blend, depth=1) as stitch:
         batches = iter_batches(reader, grid, engine.card, batch_size, scaling)
         pending = None  # the batch in flight and the function that waits for its logits
         # one batch read ahead is enough: reading and normalizing take a fraction of a forward
@@ -226,24 +232,25 @@ def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
             t = time.perf_counter()
             result = engine.submit(batch.images)
             batch.images = None  # sent: only its keys are needed now
-            if not engine.asynchronous:  # done already: blend now, hold no second batch
+            if not engine.asynchronous:  # done already: hold no second batch
                 logits = result()
                 model_s += time.perf_counter() - t
-                blend(batch, logits)
+                stitch((batch, logits))
                 continue
             if pending is not None:  # queued on the GPU: collect the previous batch meanwhile
-                logits = pending[1]()
+                # a copy: the pinned buffer is reused while the stitcher may still read it
+                logits = pending[1]().copy()
                 model_s += time.perf_counter() - t
-                blend(pending[0], logits)
+                stitch((pending[0], logits))
             else:
                 model_s += time.perf_counter() - t
             pending = (batch, result)
         if pending is not None:
             t = time.perf_counter()
-            logits = pending[1]()
+            logits = pending[1]().copy()
             model_s += time.perf_counter() - t
-            blend(pending[0], logits)
-        write(list(acc.close()))
+            stitch((pending[0], logits))
+    outputs.write(acc.close())
     return model_s
 
 

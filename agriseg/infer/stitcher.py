@@ -40,7 +40,11 @@ class StripAccumulator:
         self.wx = axis_weights(grid.cols, grid.patch_w, grid.width, blend)
         h = grid.read_h
         self.acc = np.zeros((num_classes, h, grid.width), dtype=np.float32)
-        self.wsum = np.zeros((h, grid.width), dtype=np.float32)
+        # a patch's weight is wy[i] (rows) x wx[j] (columns) and every patch row has the same
+        # columns, so the sum of weights at (y, x) is WY(y) * WX(x): two 1-D arrays instead
+        # of a full-width buffer
+        self.wsum_y = _axis_sum(self.wy, grid.rows, grid.read_h, grid.height)
+        self.wsum_x = _axis_sum(self.wx, grid.cols, grid.read_w, grid.width)
         self.valid = np.ones((h, grid.width), dtype=bool)
         self.base = 0  # raster row of acc[:, 0]
         self.row = 0  # current patch-row index
@@ -65,7 +69,6 @@ class StripAccumulator:
         h, w = g.read_h, g.read_w
         wgt = self.wy[i][:h, None] * self.wx[j][None, :w]
         self.acc[:, y:y + h, x:x + w] += logits[:, :h, :w] * wgt
-        self.wsum[y:y + h, x:x + w] += wgt
 
     def finish_through(self, stop: int) -> Iterator[FinishedRows]:
         """Finish rows ``base .. stop`` and shift the buffers up."""
@@ -77,14 +80,13 @@ class StripAccumulator:
         rest = self.acc.shape[1] - n
         self.acc[:, :rest] = self.acc[:, n:]
         self.acc[:, rest:] = 0
-        self.wsum[:rest] = self.wsum[n:]
-        self.wsum[rest:] = 0
         self.valid[:rest] = self.valid[n:]
         self.valid[rest:] = True
         self.base = stop
 
     def _finish(self, y0: int, y1: int) -> FinishedRows:
-        acc, wsum, valid = self.acc[:, y0:y1], self.wsum[y0:y1], self.valid[y0:y1]
+        acc, valid = self.acc[:, y0:y1], self.valid[y0:y1]
+        wsum = self.wsum_y[self.base + y0:self.base + y1, None] * self.wsum_x[None, :]
         covered = valid & (wsum > 0)
         classes = np.argmax(acc, axis=0).astype(np.uint8)
         classes[~covered] = NODATA
@@ -102,3 +104,11 @@ class StripAccumulator:
     def close(self) -> Iterator[FinishedRows]:
         """Finish every remaining row."""
         yield from self.finish_through(self.grid.height)
+
+
+def _axis_sum(weights: list[np.ndarray], positions, read: int, length: int) -> np.ndarray:
+    """The summed weight of every pixel along one axis of the raster."""
+    total = np.zeros(length, dtype=np.float32)
+    for w, p in zip(weights, positions, strict=True):
+        total[p:p + read] += w[:read]
+    return total

@@ -124,7 +124,8 @@ def _to_class_ids(data: np.ndarray, valid: np.ndarray, name: Any) -> np.ndarray:
 
 def iter_label_strips(labels: LabelReader, grid: PatchGrid) -> Iterator[np.ndarray]:
     """Labels under each patch row of ``grid`` (``(read_h, width)`` uint8), reading each image
-    row once, like :class:`~agriseg.raster.reader.StripReader` does for the image."""
+    row once, like :class:`~agriseg.raster.reader.StripReader` does for the image. Each strip
+    is a view of one reused buffer: copy what must outlive the next step."""
     def read(y: int, n: int) -> tuple[np.ndarray]:
         return (labels.read(Window(0, y, grid.width, n)),)
 

@@ -67,21 +67,27 @@ def rolling_strips(grid: PatchGrid, read: Callable[[int, int], Sequence[np.ndarr
     axis (``(bands, n, width)`` image data, ``(n, width)`` masks or labels). Yields
     ``(patch row index, y0, arrays)`` with ``read_h`` rows each: the rows shared with the
     previous patch row are kept from the buffer, only the new ones are read.
+
+    The arrays are views of one buffer per array, reused from step to step (no concatenation,
+    no second strip in memory): whatever a consumer keeps past the next step, it copies.
     """
     bufs: list[np.ndarray] | None = None
-    start = 0  # first raster row held in the buffers
+    held = start = 0  # rows held in the buffers, and the raster row of the first
     for i, y0 in enumerate(grid.rows):
         end = y0 + grid.read_h
-        held = 0 if bufs is None else bufs[0].shape[-2]
         keep = max(0, start + held - y0)
-        if bufs is not None:
-            bufs = [b[..., held - keep:, :] for b in bufs]
+        if bufs is not None and keep:
+            for b in bufs:  # the shared rows move to the top
+                b[..., :keep, :] = b[..., held - keep:held, :]
         if y0 + keep < end:
             new = read(y0 + keep, end - y0 - keep)
-            bufs = list(new) if bufs is None else \
-                [np.concatenate([b, n], axis=-2) for b, n in zip(bufs, new, strict=True)]
-        start = y0
-        yield i, y0, tuple(bufs)
+            if bufs is None:
+                bufs = [np.empty(n.shape[:-2] + (grid.read_h,) + n.shape[-1:], dtype=n.dtype)
+                        for n in new]
+            for b, n in zip(bufs, new, strict=True):
+                b[..., keep:keep + n.shape[-2], :] = n
+        held, start = end - y0, y0
+        yield i, y0, tuple(b[..., :held, :] for b in bufs)
 
 def cut_patch(row: PatchRow, x0: int, grid: PatchGrid) -> tuple[np.ndarray, np.ndarray]:
     """One patch of ``(bands, patch_h, patch_w)`` at column ``x0``, padded by reflection when
