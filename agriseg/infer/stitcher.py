@@ -78,7 +78,7 @@ class StripAccumulator:
         for y in range(0, n, FINISH_ROWS):  # in slices: the temporaries stay small
             yield self._finish(y, min(n, y + FINISH_ROWS))
         rest = self.acc.shape[1] - n
-        self.acc[:, :rest] = self.acc[:, n:]
+        _shift_up(self.acc, n, rest)
         self.acc[:, rest:] = 0
         self.valid[:rest] = self.valid[n:]
         self.valid[rest:] = True
@@ -112,3 +112,18 @@ def _axis_sum(weights: list[np.ndarray], positions, read: int, length: int) -> n
     for w, p in zip(weights, positions, strict=True):
         total[p:p + read] += w[:read]
     return total
+
+
+def _shift_up(acc: np.ndarray, n: int, rest: int) -> None:
+    """``acc[:, :rest] = acc[:, n:n + rest]`` without a temporary copy.
+
+    numpy copies overlapping (or merely interleaved, as class planes are) source and
+    destination through a temporary as large as the source, up to the whole accumulator; row
+    blocks no taller than ``n`` never overlap, so they are copied in place, top down.
+    """
+    step = max(1, min(n, 64))
+    for c in range(acc.shape[0]):
+        plane = acc[c]
+        for y in range(0, rest, step):
+            k = min(step, rest - y)
+            plane[y:y + k] = plane[n + y:n + y + k]
