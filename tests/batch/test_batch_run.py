@@ -239,3 +239,25 @@ def test_manifest_rows_choose_their_own_model_and_format(make_checkpoint, tmp_pa
     # the batch's own model changes: only the row that uses it is redone
     again = run_batch([manifest], out, model=make_checkpoint("third.safetensors", seed=9))
     assert _status(again) == {"a": "skipped", "b": "done"}
+
+
+def test_backend_and_adaptation_options_reach_the_workers(make_checkpoint, tmp_path):
+    ckpt = make_checkpoint()
+    _fields(tmp_path / "in", ["a.tif"])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,batch_size\nin/a.tif,auto\n")
+    out = tmp_path / "maps"
+    run_batch([manifest], out, model=ckpt, backend="torch", resample="off", input_range="model")
+    params = json.loads((out / "a" / "summary.json").read_text())["parameters"]
+    assert (params["backend_used"], params["resample"], params["input_range"]) == \
+        ("torch", "off", "model")
+    assert params["batch_size"] == "auto" and params["batch_size_used"] == 4
+    # the thread count does not change a map: nothing to redo...
+    assert _status(run_batch([manifest], out, model=ckpt, backend="torch", resample="off",
+                             input_range="model", threads=1)) == {"a": "skipped"}
+    # ...the backend may (by a pixel in a million): the raster is mapped again
+    redo = run_batch([manifest], out, model=ckpt, backend="onnx", resample="off",
+                     input_range="model")
+    assert _status(redo) == {"a": "done"}
+    params = json.loads((out / "a" / "summary.json").read_text())["parameters"]
+    assert params["backend_used"] == "onnx"
