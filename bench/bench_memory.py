@@ -1,4 +1,5 @@
-"""Memory: peak RSS of ``agriseg predict`` must not grow with the raster's size.
+"""Memory: peak RSS of ``agriseg predict`` (PyTorch backend; the ONNX backend's is in
+bench_backends) must not grow with the raster's size.
 
 A 16384^2 raster has 16x the pixels of a 4096^2 one; with strip streaming the peak resident
 memory should stay about the same (target ratio <= 1.3). Each run is a fresh process so the
@@ -23,7 +24,8 @@ def run(sizes: tuple[int, int] = (4096, 16384), arch: str = "pspnet",
         src = field(size)
         out = OUT / f"mask_{size}.tif"
         rss, wall = peak_rss_mb(agriseg_cmd("predict", src, "-m", ckpt, "-o", out,
-                                            "--overwrite", "--device", "cpu"))
+                                            "--overwrite", "--device", "cpu", "--backend",
+                                            "torch"))
         results[size] = {"peak_rss_mb": round(rss, 1), "wall_s": round(wall, 1)}
         print(f"  predict {size}x{size}: peak RSS {rss:.0f} MiB, {wall:.1f} s")
     small, big = (results[s]["peak_rss_mb"] for s in sizes)
