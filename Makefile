@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed
 VENV_MIN ?= .venv-min
 MIN_STAMP := $(VENV_MIN)/.installed
 MIN_CONSTRAINTS := $(VENV_MIN)/constraints-min.txt
+# `make bench-peers`: GeoDeep and geoai live in their own venv, never in agriseg's dependencies
+PEERS_VENV ?= bench/.venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
 
-.PHONY: install test test-min lint demo bench samples weights clean clean-min
+.PHONY: install test test-min lint demo bench bench-peers samples weights clean clean-min clean-peers
 
 install: $(STAMP)
 
@@ -48,6 +51,21 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
+# agriseg (onnx and torch backends) vs GeoDeep and geoai: same weights, same 4096^2 raster, whole
+# processes, best of 3 rounds; results in bench/out/peers.json. Manual, ~10 min on 2 CPU cores.
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -m bench.bench_peers --peers-python $(PEERS_VENV)/bin/python
+
+# geoai-py is installed in a second step: if it fails, GeoDeep is still benchmarked and
+# bench_peers.py says why geoai was skipped
+$(PEERS_STAMP): bench/peers/requirements.txt bench/peers/requirements-geoai.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements-geoai.txt \
+		|| echo "bench-peers: geoai-py did not install (pip's error above); geoai will be skipped"
+	touch $(PEERS_STAMP)
+
 weights: $(STAMP)
 	$(BIN)/agriseg train --config configs/train/default.yaml
 	cp runs/default/best.safetensors agriseg/models/default/agriseg-default.safetensors
@@ -60,3 +78,6 @@ clean:
 
 clean-min:
 	rm -rf $(VENV_MIN)
+
+clean-peers:
+	rm -rf $(PEERS_VENV)
