@@ -27,7 +27,7 @@ class PredictOptions:
 
     ``patch_px`` and ``overlap_px``: patch side and overlap in pixels (default: the model
     card's patch size and 1/8 of it). ``batch_size``: patches per forward pass, or ``auto``
-    (sized to the GPU's free memory on CUDA, 4 on the CPU). ``device``:
+    (sized to the GPU's free memory on CUDA, 1 on the CPU). ``device``:
     ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``blend``: ``hann`` (weighted
     average of overlapping patches) or ``crop`` (each pixel from the nearest patch centre).
     ``bands``: 1-based raster bands in the model's order (default: matched by name, else

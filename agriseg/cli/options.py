@@ -80,7 +80,7 @@ def inference_opts(f: Callable) -> Callable:
                      help="auto uses CUDA when available.")(f)
     f = click.option("--batch-size", default="auto", show_default=True, metavar="N|auto",
                      help="Patches per forward pass; auto sizes batches to the GPU's free "
-                          "memory (4 on the CPU).")(f)
+                          "memory (1 on the CPU).")(f)
     return f
 
 

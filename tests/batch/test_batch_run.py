@@ -251,7 +251,7 @@ def test_backend_and_adaptation_options_reach_the_workers(make_checkpoint, tmp_p
     params = json.loads((out / "a" / "summary.json").read_text())["parameters"]
     assert (params["backend_used"], params["resample"], params["input_range"]) == \
         ("torch", "off", "model")
-    assert params["batch_size"] == "auto" and params["batch_size_used"] == 4
+    assert params["batch_size"] == "auto" and params["batch_size_used"] == 1
     # the thread count does not change a map: nothing to redo...
     assert _status(run_batch([manifest], out, model=ckpt, backend="torch", resample="off",
                              input_range="model", threads=1)) == {"a": "skipped"}

@@ -113,7 +113,7 @@ def test_submit_and_auto_batch_on_the_cpu():
     first, second = pred.submit(xs[0]), pred.submit(xs[1])  # two in flight, like the pipeline
     np.testing.assert_array_equal(first(), pred(xs[0]))
     np.testing.assert_array_equal(second(), pred(xs[1]))
-    assert pred.max_batch(3, 512, 512) == 4
+    assert pred.max_batch(3, 512, 512) == 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
