@@ -77,3 +77,16 @@ def test_a_cached_export_maps_without_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
     assert (tmp_path / "map" / "mask.tif").is_file()
+
+
+def test_the_cache_is_the_users_cache_folder_by_default(monkeypatch, tmp_path):
+    import platformdirs
+
+    from agriseg.infer.engines import CACHE_ENV, cache_dir
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv(CACHE_ENV)  # what every user without the variable gets
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == Path(platformdirs.user_cache_dir("agriseg"))
+    assert str(cache_dir()).startswith(str(tmp_path / "xdg"))
