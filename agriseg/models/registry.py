@@ -32,6 +32,11 @@ class ArchSpec:
     description: str
     build: Callable[..., nn.Module]
     uses_encoder: bool = True
+    module: str | None = None  # agriseg's own architectures: where they are defined
+
+
+def _own(name: str, description: str, module: str, class_name: str) -> ArchSpec:
+    return ArchSpec(name, description, _agriseg_builder(module, class_name), module=module)
 
 
 def _smp_builder(class_name: str) -> Callable[..., nn.Module]:
@@ -51,6 +56,23 @@ def _smp_builder(class_name: str) -> Callable[..., nn.Module]:
     return build
 
 
+def _agriseg_builder(module: str, class_name: str) -> Callable[..., nn.Module]:
+    """A builder for one of agriseg's own architectures (:mod:`agriseg.models.archs`)."""
+    def build(encoder_name: str, in_channels: int, classes: int,
+              smp_weights: str | None = None, **kw: Any) -> nn.Module:
+        import importlib
+
+        cls = getattr(importlib.import_module(module), class_name)
+        params = inspect.signature(cls.__init__).parameters
+        known = {n for n in params if n != "self"} - {"encoder_name", "in_channels", "classes"}
+        unknown = sorted(set(kw) - known)
+        if unknown:
+            raise TypeError(f"unexpected options {unknown}; valid: {', '.join(sorted(known))}")
+        return cls(encoder_name=encoder_name, in_channels=in_channels, classes=classes,
+                   smp_weights=smp_weights, **kw)
+    return build
+
+
 def _pixel_builder(encoder_name: str, in_channels: int, classes: int, hidden: int = 16,
                    **kw: Any) -> nn.Module:
     from agriseg.models.pixel import PixelMLP
@@ -67,6 +89,10 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "upernet": ArchSpec("upernet", "UPerNet: PPM on the deepest features + FPN fusion",
                         _smp_builder("UPerNet")),
     "fpn": ArchSpec("fpn", "Feature Pyramid Network", _smp_builder("FPN")),
+    "deeplab": _own("deeplab", "DeepLabV3+ from agriseg's ASPP (its pooling branch trains at "
+                    "batch size 1)", "agriseg.models.archs.deeplab", "DeepLabV3PlusNet"),
+    "denseaspp": _own("denseaspp", "DenseASPP: densely cascaded atrous layers (3-24) on a "
+                      "dilated encoder", "agriseg.models.archs.denseaspp", "DenseASPPNet"),
     "unet": ArchSpec("unet", "U-Net with skip connections", _smp_builder("Unet")),
     "pixel": ArchSpec("pixel", "per-pixel spectral classifier (1x1 convolutions, no context)",
                       _pixel_builder, uses_encoder=False),

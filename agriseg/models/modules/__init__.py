@@ -1,0 +1,12 @@
+"""Building blocks of agriseg's own architectures: multiscale context, attention and boundary
+modules, one per file, each citing its paper at the top.
+
+They follow timm's vocabulary (``in_channels``, ``out_channels``, ``norm_layer``,
+``act_layer``) and are pure torch: nothing here reads files. Architectures that combine them
+with segmentation-models-pytorch encoders are in :mod:`agriseg.models.archs`.
+"""
+
+from agriseg.models.modules.aspp import ASPP
+from agriseg.models.modules.dense_aspp import DenseASPP
+
+__all__ = ["ASPP", "DenseASPP"]
