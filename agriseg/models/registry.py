@@ -91,6 +91,14 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "fpn": ArchSpec("fpn", "Feature Pyramid Network", _smp_builder("FPN")),
     "deeplab": _own("deeplab", "DeepLabV3+ from agriseg's ASPP (its pooling branch trains at "
                     "batch size 1)", "agriseg.models.archs.deeplab", "DeepLabV3PlusNet"),
+    "ppm": _own("ppm", "PSPNet from agriseg's pyramid pooling module (bins 1/2/3/6)",
+                "agriseg.models.archs.ppm", "PPMNet"),
+    "gcn": _own("gcn", "Global Convolutional Network: large separable kernels and boundary "
+                "refinement, fused top-down", "agriseg.models.archs.gcn", "GCNNet"),
+    "sfnet": _own("sfnet", "SFNet: flow alignment modules warp coarse features onto fine ones",
+                  "agriseg.models.archs.sfnet", "SFNet"),
+    "bisenetv2": _own("bisenetv2", "BiSeNet V2: detail and semantic branches fused by bilateral "
+                      "guided aggregation", "agriseg.models.archs.bisenetv2", "BiSeNetV2"),
     "denseaspp": _own("denseaspp", "DenseASPP: densely cascaded atrous layers (3-24) on a "
                       "dilated encoder", "agriseg.models.archs.denseaspp", "DenseASPPNet"),
     "unet": ArchSpec("unet", "U-Net with skip connections", _smp_builder("Unet")),
@@ -101,6 +109,17 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 
 def list_architectures() -> list[ArchSpec]:
     return list(ARCHITECTURES.values())
+
+
+def parameter_count(arch: str, encoder_name: str = DEFAULT_ENCODER, classes: int = 3,
+                    in_channels: int = 3) -> int:
+    """Parameters of ``arch`` with its default options, built on PyTorch's meta device (no
+    memory, no initialization: a fraction of a second)."""
+    import torch
+
+    with torch.device("meta"):
+        model = create_model(arch, encoder_name, in_channels=in_channels, classes=classes)
+    return sum(p.numel() for p in model.parameters())
 
 
 def list_encoders() -> list[str]:

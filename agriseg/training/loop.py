@@ -224,6 +224,9 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             with self._autocast():
                 loss = self.loss_fn(model(image), label)
+                aux = getattr(model, "auxiliary_loss", None)
+                if aux is not None:  # training-only heads (PointRend points, STDC detail)
+                    loss = loss + aux(label)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
                 self.scaler.unscale_(opt)

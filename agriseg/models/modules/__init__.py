@@ -7,6 +7,11 @@ with segmentation-models-pytorch encoders are in :mod:`agriseg.models.archs`.
 """
 
 from agriseg.models.modules.aspp import ASPP
+from agriseg.models.modules.bga import BilateralGuidedAggregation
 from agriseg.models.modules.dense_aspp import DenseASPP
+from agriseg.models.modules.fam import FlowAlignment
+from agriseg.models.modules.gcn import BoundaryRefinement, GCNBlock
+from agriseg.models.modules.ppm import PPM
 
-__all__ = ["ASPP", "DenseASPP"]
+__all__ = ["ASPP", "PPM", "BilateralGuidedAggregation", "BoundaryRefinement", "DenseASPP",
+           "FlowAlignment", "GCNBlock"]

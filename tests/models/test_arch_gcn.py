@@ -1,0 +1,6 @@
+from arch_contract import ArchContract
+
+
+class TestGCN(ArchContract):
+    arch = "gcn"
+    options = {"kernel_size": 5}

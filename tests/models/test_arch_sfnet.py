@@ -1,0 +1,6 @@
+from arch_contract import ArchContract
+
+
+class TestSFNet(ArchContract):
+    arch = "sfnet"
+    options = {"decoder_channels": 32}
