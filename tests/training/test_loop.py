@@ -145,3 +145,30 @@ def test_train_takes_a_file_a_dict_or_a_config_with_overrides(squares, tmp_path,
     assert r2.history == r.history  # same config, same seed: the same run
     with pytest.raises(Exception, match="unknown training config keys"):
         train(base, epochz=2)
+
+
+def test_a_models_auxiliary_loss_is_added_to_training(squares, tmp_path, monkeypatch):
+    """Architectures with training-only heads (PointRend, STDC) add their loss this way."""
+    import torch
+
+    import agriseg.training.loop as loop
+
+    plain = train(config(squares, tmp_path / "plain", "epochs=1"))
+    calls = []
+    real = loop.create_model
+
+    def with_aux(*a, **kw):
+        model = real(*a, **kw)
+
+        def auxiliary_loss(labels):
+            calls.append(labels.shape)
+            assert labels.dtype == torch.int64 and model.training
+            return torch.tensor(5.0)  # a constant: same gradients, loss shifted by exactly 5
+        model.auxiliary_loss = auxiliary_loss
+        return model
+
+    monkeypatch.setattr(loop, "create_model", with_aux)
+    aux = train(config(squares, tmp_path / "aux", "epochs=1"))
+    assert len(calls) == 32 // 4  # every training batch, never in validation
+    assert aux.history[0]["loss"] == pytest.approx(plain.history[0]["loss"] + 5.0, abs=1e-4)
+    assert aux.history[0]["val_miou"] == pytest.approx(plain.history[0]["val_miou"])
