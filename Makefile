@@ -11,7 +11,7 @@ MIN_CONSTRAINTS := $(VENV_MIN)/constraints-min.txt
 PEERS_VENV ?= bench/.venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 
-.PHONY: install test test-min lint demo bench bench-peers samples weights clean clean-min clean-peers
+.PHONY: install test test-min lint demo bench bench-models bench-peers samples weights clean clean-min clean-peers
 
 install: $(STAMP)
 
@@ -50,6 +50,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# every registered architecture: parameters, GFLOPs, CPU latency and Carrot-Weed validation mIoU
+# after the same short training; writes docs/models.md (hours on 2 CPU cores; --no-train: minutes)
+bench-models: $(STAMP)
+	$(BIN)/python -m bench.bench_models $(BENCH_MODELS_ARGS)
 
 # agriseg (onnx and torch backends) vs GeoDeep and geoai: same weights, same 4096^2 raster, whole
 # processes, best of 3 rounds; results in bench/out/peers.json. Manual, ~10 min on 2 CPU cores.
