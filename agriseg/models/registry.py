@@ -99,6 +99,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                   "agriseg.models.archs.sfnet", "SFNet"),
     "bisenetv2": _own("bisenetv2", "BiSeNet V2: detail and semantic branches fused by bilateral "
                       "guided aggregation", "agriseg.models.archs.bisenetv2", "BiSeNetV2"),
+    "neat": _own("neat", "NEAT: a decoder head that grows by function-preserving widening and "
+                 "deepening (our construction)", "agriseg.models.archs.neat", "NEATNet"),
     "denseaspp": _own("denseaspp", "DenseASPP: densely cascaded atrous layers (3-24) on a "
                       "dilated encoder", "agriseg.models.archs.denseaspp", "DenseASPPNet"),
     "unet": ArchSpec("unet", "U-Net with skip connections", _smp_builder("Unet")),
