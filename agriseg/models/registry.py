@@ -97,6 +97,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                 "refinement, fused top-down", "agriseg.models.archs.gcn", "GCNNet"),
     "sfnet": _own("sfnet", "SFNet: flow alignment modules warp coarse features onto fine ones",
                   "agriseg.models.archs.sfnet", "SFNet"),
+    "uctransnet": _own("uctransnet", "UCTransNet: channel-wise cross fusion transformer on the "
+                       "skips, channel cross attention in the U-Net decoder",
+                       "agriseg.models.archs.uctransnet", "UCTransNet"),
     "bisenetv2": _own("bisenetv2", "BiSeNet V2: detail and semantic branches fused by bilateral "
                       "guided aggregation", "agriseg.models.archs.bisenetv2", "BiSeNetV2"),
     "neat": _own("neat", "NEAT: a decoder head that grows by function-preserving widening and "

@@ -8,10 +8,13 @@ with segmentation-models-pytorch encoders are in :mod:`agriseg.models.archs`.
 
 from agriseg.models.modules.aspp import ASPP
 from agriseg.models.modules.bga import BilateralGuidedAggregation
+from agriseg.models.modules.cca import ChannelCrossAttention
+from agriseg.models.modules.cct import ChannelCrossTransformer
 from agriseg.models.modules.dense_aspp import DenseASPP
 from agriseg.models.modules.fam import FlowAlignment
 from agriseg.models.modules.gcn import BoundaryRefinement, GCNBlock
 from agriseg.models.modules.ppm import PPM
 
-__all__ = ["ASPP", "PPM", "BilateralGuidedAggregation", "BoundaryRefinement", "DenseASPP",
-           "FlowAlignment", "GCNBlock"]
+__all__ = ["ASPP", "PPM", "BilateralGuidedAggregation", "BoundaryRefinement",
+           "ChannelCrossAttention", "ChannelCrossTransformer", "DenseASPP", "FlowAlignment",
+           "GCNBlock"]
