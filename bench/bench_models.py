@@ -29,11 +29,9 @@ from bench.common import OUT
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "models.md"
 RECIPE = ROOT / "configs" / "train" / "carrot-weed.yaml"
-OWN_BACKBONE = {"stdc": "stdc1"}  # architectures whose encoder is their own backbone
-
-
 def encoder_for(arch: str) -> str:
-    return OWN_BACKBONE.get(arch, "resnet18")
+    """resnet18, or the architecture's own backbone (STDC)."""
+    return ARCHITECTURES[arch].default_encoder or "resnet18"
 
 
 def build(arch: str) -> torch.nn.Module:

@@ -28,7 +28,8 @@ def command(encoders: bool, as_json: bool) -> None:
         echo_json({"architectures": {a.name: a.description for a in archs},
                    "parameters": params, "encoders": names, "default_encoder": DEFAULT_ENCODER})
         return
-    click.echo(f"Architectures (parameters for 3 classes, RGB, encoder {DEFAULT_ENCODER}):")
+    click.echo(f"Architectures (parameters for 3 classes, RGB, encoder {DEFAULT_ENCODER} "
+               "unless the architecture has its own backbone):")
     for a in archs:
         click.echo(f"  {a.name:<14} {params[a.name] / 1e6:6.2f} M  {a.description}")
     if names:

@@ -33,6 +33,7 @@ class ArchSpec:
     build: Callable[..., nn.Module]
     uses_encoder: bool = True
     module: str | None = None  # agriseg's own architectures: where they are defined
+    default_encoder: str | None = None  # for architectures with their own backbones
 
 
 def _own(name: str, description: str, module: str, class_name: str) -> ArchSpec:
@@ -97,6 +98,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                 "refinement, fused top-down", "agriseg.models.archs.gcn", "GCNNet"),
     "sfnet": _own("sfnet", "SFNet: flow alignment modules warp coarse features onto fine ones",
                   "agriseg.models.archs.sfnet", "SFNet"),
+    "pointrend": _own("pointrend", "PointRend: a point head re-predicts the most uncertain "
+                      "pixels from stride-4 features", "agriseg.models.archs.pointrend",
+                      "PointRendNet"),
     "uctransnet": _own("uctransnet", "UCTransNet: channel-wise cross fusion transformer on the "
                        "skips, channel cross attention in the U-Net decoder",
                        "agriseg.models.archs.uctransnet", "UCTransNet"),
@@ -104,6 +108,11 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                       "guided aggregation", "agriseg.models.archs.bisenetv2", "BiSeNetV2"),
     "neat": _own("neat", "NEAT: a decoder head that grows by function-preserving widening and "
                  "deepening (our construction)", "agriseg.models.archs.neat", "NEATNet"),
+    "stdc": ArchSpec("stdc", "STDC-Seg: STDC backbone (stdc1/stdc2 as the encoder name), "
+                     "attention refinement and fusion, detail guidance in training",
+                     _agriseg_builder("agriseg.models.archs.stdc", "STDCSeg"),
+                     uses_encoder=False, module="agriseg.models.archs.stdc",
+                     default_encoder="stdc1"),
     "denseaspp": _own("denseaspp", "DenseASPP: densely cascaded atrous layers (3-24) on a "
                       "dilated encoder", "agriseg.models.archs.denseaspp", "DenseASPPNet"),
     "unet": ArchSpec("unet", "U-Net with skip connections", _smp_builder("Unet")),
@@ -116,12 +125,16 @@ def list_architectures() -> list[ArchSpec]:
     return list(ARCHITECTURES.values())
 
 
-def parameter_count(arch: str, encoder_name: str = DEFAULT_ENCODER, classes: int = 3,
+def parameter_count(arch: str, encoder_name: str | None = None, classes: int = 3,
                     in_channels: int = 3) -> int:
     """Parameters of ``arch`` with its default options, built on PyTorch's meta device (no
-    memory, no initialization: a fraction of a second)."""
+    memory, no initialization: a fraction of a second); ``encoder_name`` defaults to the
+    architecture's own backbone or :data:`DEFAULT_ENCODER`."""
     import torch
 
+    if encoder_name is None:
+        spec = ARCHITECTURES[arch]
+        encoder_name = spec.default_encoder or DEFAULT_ENCODER
     with torch.device("meta"):
         model = create_model(arch, encoder_name, in_channels=in_channels, classes=classes)
     return sum(p.numel() for p in model.parameters())

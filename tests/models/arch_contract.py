@@ -39,7 +39,11 @@ class ArchContract:
         model.train()
         out = model(self.x(batch))
         assert out.shape == (batch, 3, *self.size) and torch.isfinite(out).all()
-        out.square().mean().backward()
+        loss = out.square().mean()
+        if hasattr(model, "auxiliary_loss"):  # training-only heads learn through it
+            labels = torch.randint(0, 3, (batch, *self.size))
+            loss = loss + model.auxiliary_loss(labels)
+        loss.backward()
         missing = [n for n, p in model.named_parameters()
                    if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
         assert not missing, f"parameters without a finite gradient: {missing[:5]}"

@@ -13,8 +13,10 @@ from agriseg.models.modules.cct import ChannelCrossTransformer
 from agriseg.models.modules.dense_aspp import DenseASPP
 from agriseg.models.modules.fam import FlowAlignment
 from agriseg.models.modules.gcn import BoundaryRefinement, GCNBlock
+from agriseg.models.modules.point_rend import PointHead
 from agriseg.models.modules.ppm import PPM
+from agriseg.models.modules.stdc import STDCModule, STDCNet, detail_target
 
 __all__ = ["ASPP", "PPM", "BilateralGuidedAggregation", "BoundaryRefinement",
            "ChannelCrossAttention", "ChannelCrossTransformer", "DenseASPP", "FlowAlignment",
-           "GCNBlock"]
+           "GCNBlock", "PointHead", "STDCModule", "STDCNet", "detail_target"]
