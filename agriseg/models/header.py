@@ -30,15 +30,18 @@ def _read_metadata(path: Path) -> dict[str, str]:
         raise InputNotFoundError(f"{path}: checkpoint not found")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint is not a file")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head.startswith(_PICKLE_MAGIC):
-        raise CheckpointError(f"{path}: this is a pickle/PyTorch file, not an agriseg checkpoint; "
-                              "agriseg never unpickles files (they can run code)")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
+        # only now look for pickle: a safetensors file starts with its header's length, whose
+        # first byte may well be 0x80 (1 file in 256), like a pickle's protocol marker
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head.startswith(_PICKLE_MAGIC):
+            raise CheckpointError(f"{path}: this is a pickle/PyTorch file, not an agriseg "
+                                  "checkpoint; agriseg never unpickles files (they can run "
+                                  "code)") from None
         raise CheckpointError(f"{path}: not a valid safetensors checkpoint (corrupt or another "
                               f"format): {e}") from None
     if meta.get("format") != FORMAT or "model_card" not in meta:
