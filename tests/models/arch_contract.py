@@ -70,6 +70,17 @@ class ArchContract:
         assert torch.isfinite(low.float()).all()
         assert (low.float().argmax(1) == ref.argmax(1)).float().mean() > 0.8
 
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+    def test_cuda_fp16_autocast_and_channels_last(self):
+        model = self.build().eval().cuda().to(memory_format=torch.channels_last)
+        x = self.x().cuda().contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            ref = model(x)
+            with torch.autocast("cuda", dtype=torch.float16):
+                low = model(x)
+        assert torch.isfinite(low.float()).all()
+        assert (low.float().argmax(1) == ref.argmax(1)).float().mean() > 0.8
+
     def test_onnx_export(self, tmp_path):
         if not self.onnx_exportable:
             pytest.skip(f"{self.arch} does not export to ONNX (see its module)")
