@@ -17,9 +17,11 @@ DEVICES = ("auto", "cpu", "cuda")  # where models run (agriseg.infer.devices)
 # where the forward pass runs (see agriseg.infer.engines)
 BACKENDS = ("auto", "torch", "onnx")
 # --batch-size auto on the CPU: one patch a pass. Measured on 2 cores, 4096^2, DeepLabV3+/
-# ResNet-18 (bench/bench_backends.py): ONNX Runtime 8.5 s and 324 MiB at 1, 8.6 s and 564 MiB
-# at 4; PyTorch 15.8 s at 1, 17.0 s at 4. Larger batches cost memory and gain nothing there.
+# ResNet-18, whole `agriseg predict` processes (/usr/bin/time): ONNX Runtime 7.8 s and 343 MiB
+# at 1, 8.0 s and 575 MiB at 4; PyTorch 13.2-15.3 s at 1, 16.7-17.2 s at 4. Larger batches
+# cost memory and gain nothing there.
 CPU_AUTO_BATCH = 1
+ONNX_META_PREFIX = "agriseg."  # keys of agriseg's entries in an exported model's metadata
 RESAMPLE_MODES = ("auto", "off")  # reading at the model's pixel size (agriseg.raster.resample)
 # fixed input-range modes; a range is also given as "MIN,MAX" (agriseg.raster.ranges)
 INPUT_RANGE_MODES = ("auto", "model")

@@ -2,7 +2,7 @@
 
 Hard problems (wrong band count; a dtype the normalization was not made for, when the user
 asked for the model's range as it is) stop prediction; soft ones (no CRS, a pixel size far from
-the training data's when resampling is off) are warnings, because the user may know better,
+the training data's that is not resampled) are warnings, because the user may know better,
 but they are always said. What is adapted instead (another pixel size, another value range)
 is planned here too: :func:`input_scaling` decides how raster values reach the model.
 """
@@ -20,7 +20,7 @@ from agriseg.errors import ModelMismatchError
 from agriseg.models.card import ModelCard
 from agriseg.raster.io import MaskSource, band_names, pixel_size_m, select_bands
 from agriseg.raster.ranges import InputScaling, percentile_range
-from agriseg.raster.resample import TOLERANCE
+from agriseg.raster.resample import plan_resample
 
 PIXEL_SIZE_TOLERANCE = 1.5  # ratio beyond which a model sees objects at an unfamiliar scale
 
@@ -82,16 +82,16 @@ def check_fit(src: rasterio.DatasetReader, card: ModelCard,
     px = pixel_size_m(src)
     if px and card.pixel_size_m:
         ratio = px / card.pixel_size_m
-        if resample == "auto" and abs(ratio - 1) > TOLERANCE:
+        if plan_resample(src, card.pixel_size_m, resample) is not None:  # prediction's own rule
             report.adapted.append(
                 f"pixel size {px:.4g} m is {ratio:.2g}x the model's {card.pixel_size_m:.4g} m: "
                 "read at the model's pixel size, results on the raster's grid (--resample)")
-        elif resample == "off" and (ratio > PIXEL_SIZE_TOLERANCE
-                                    or ratio < 1 / PIXEL_SIZE_TOLERANCE):
+        elif ratio > PIXEL_SIZE_TOLERANCE or ratio < 1 / PIXEL_SIZE_TOLERANCE:
+            fix = "--resample auto reads the raster at the model's pixel size" \
+                if resample == "off" else "a rotated grid is not resampled: warp it north-up"
             report.warnings.append(
                 f"pixel size {px:.4g} m is {ratio:.2g}x the model's {card.pixel_size_m:.4g} m; "
-                "plants will look larger or smaller than in training (--resample auto reads "
-                "the raster at the model's pixel size)")
+                f"plants will look larger or smaller than in training ({fix})")
     return report
 
 
@@ -106,21 +106,25 @@ def model_range(card: ModelCard, full: bool = False
     Ranges are kept inside the card dtype's limits.
     """
     norm = card.normalization
-    integer = np.dtype(card.dtype).kind in "iu"
-    if full and integer and norm.mode != "scale":
-        info = np.iinfo(card.dtype)
+    lo_limit, hi_limit = dtype_limits(card.dtype)
+    if full and np.isfinite(hi_limit) and norm.mode != "scale":
         n = len(norm.mean)
-        return (float(max(info.min, 0)),) * n, (float(info.max),) * n
+        return (max(lo_limit, 0.0),) * n, (hi_limit,) * n
     if norm.mode == "scale":
         lows, highs = [0.0] * len(norm.std), [float(s) for s in norm.std]
     else:
         lows = [m - 2 * s for m, s in zip(norm.mean, norm.std, strict=True)]
         highs = [m + 2 * s for m, s in zip(norm.mean, norm.std, strict=True)]
-    if integer:
-        info = np.iinfo(card.dtype)
-        lows = [max(v, float(info.min)) for v in lows]
-        highs = [min(v, float(info.max)) for v in highs]
-    return tuple(float(v) for v in lows), tuple(float(v) for v in highs)
+    return (tuple(float(max(v, lo_limit)) for v in lows),
+            tuple(float(min(v, hi_limit)) for v in highs))
+
+
+def dtype_limits(dtype: str) -> tuple[float, float]:
+    """The values ``dtype`` can hold (unbounded for floats)."""
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return -np.inf, np.inf
 
 
 def input_scaling(src: rasterio.DatasetReader, indexes: Sequence[int], card: ModelCard,
@@ -143,10 +147,6 @@ def input_scaling(src: rasterio.DatasetReader, indexes: Sequence[int], card: Mod
     else:
         lo, hi = (float(v) for v in input_range.split(","))
         low, high, source, mode = (lo,) * n, (hi,) * n, "--input-range", "given"
-    limits = (-np.inf, np.inf)
-    if np.dtype(card.dtype).kind in "iu":
-        info = np.iinfo(card.dtype)
-        limits = (float(info.min), float(info.max))
     return InputScaling(low=low, high=high, target_low=target_low, target_high=target_high,
-                        mode=mode, source=source, limits=limits)
+                        mode=mode, source=source, limits=dtype_limits(card.dtype))
 

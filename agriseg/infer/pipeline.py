@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -224,32 +224,32 @@ def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
             acc.add(i, j, patch_logits)
         bar.update(len(batch.keys))
 
+    def collect(batch: Batch, result: Callable[[], np.ndarray]) -> None:
+        nonlocal model_s
+        t = time.perf_counter()
+        logits = result()
+        model_s += time.perf_counter() - t
+        if engine.asynchronous:  # a pinned buffer the next submit reuses: the stitcher copies
+            logits = logits.copy()
+        stitch((batch, logits))
+
     with bar, background_sink(blend, depth=1) as stitch:
         batches = iter_batches(reader, grid, engine.card, batch_size, scaling)
-        pending = None  # the batch in flight and the function that waits for its logits
+        pending = None  # on CUDA: the batch in flight, collected once the next one is queued
         # one batch read ahead is enough: reading and normalizing take a fraction of a forward
         for batch in prefetch(batches, depth=1):
             t = time.perf_counter()
-            result = engine.submit(batch.images)
-            batch.images = None  # sent: only its keys are needed now
-            if not engine.asynchronous:  # done already: hold no second batch
-                logits = result()
-                model_s += time.perf_counter() - t
-                stitch((batch, logits))
-                continue
-            if pending is not None:  # queued on the GPU: collect the previous batch meanwhile
-                # a copy: the pinned buffer is reused while the stitcher may still read it
-                logits = pending[1]().copy()
-                model_s += time.perf_counter() - t
-                stitch((pending[0], logits))
-            else:
-                model_s += time.perf_counter() - t
-            pending = (batch, result)
-        if pending is not None:
-            t = time.perf_counter()
-            logits = pending[1]().copy()
+            result = engine.submit(batch.images)  # the whole forward pass on the CPU
             model_s += time.perf_counter() - t
-            stitch((pending[0], logits))
+            batch.images = None  # sent: only its keys are needed now
+            if pending is not None:
+                collect(*pending)
+            pending = (batch, result)
+            if not engine.asynchronous:  # done already: hold no second batch
+                collect(*pending)
+                pending = None
+        if pending is not None:
+            collect(*pending)
     outputs.write(acc.close())
     return model_s
 

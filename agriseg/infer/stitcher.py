@@ -121,7 +121,7 @@ def _shift_up(acc: np.ndarray, n: int, rest: int) -> None:
     destination through a temporary as large as the source, up to the whole accumulator; row
     blocks no taller than ``n`` never overlap, so they are copied in place, top down.
     """
-    step = max(1, min(n, 64))
+    step = max(1, min(n, FINISH_ROWS))
     for c in range(acc.shape[0]):
         plane = acc[c]
         for y in range(0, rest, step):

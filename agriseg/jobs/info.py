@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from agriseg.infer.engines import model_card
 from agriseg.infer.fit import check_fit
 from agriseg.raster.info import describe, format_info, number_text
 from agriseg.raster.io import band_names, open_raster
@@ -29,9 +30,7 @@ def raster_info(path: str | os.PathLike, *, model: str | os.PathLike | None = No
     """
     card = None
     if model is not None:
-        from agriseg.models.checkpoint import read_card  # imports torch: only when asked
-
-        card = read_card(model)
+        card = model_card(model)  # header or ONNX metadata only: no weights, no PyTorch
     with open_raster(path) as src:
         info = describe(src)
         if card is not None:

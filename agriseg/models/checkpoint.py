@@ -92,8 +92,3 @@ def load_model(path: str | os.PathLike | Model | None = None,
     net, card = load_checkpoint(path, device)
     return Model(net=net, card=card, path=path)
 
-
-def card_of(model: str | os.PathLike | Model | None) -> ModelCard:
-    """The card of a loaded :class:`Model`, or read from a checkpoint's header alone (None:
-    the default model): a cheap check of a checkpoint before any heavy work."""
-    return model.card if isinstance(model, Model) else read_card(model_or_default(model))

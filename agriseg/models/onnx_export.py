@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from agriseg import __version__
+from agriseg.constants import ONNX_META_PREFIX
 from agriseg.errors import CheckpointError, first_line
 from agriseg.hashing import file_sha256
 from agriseg.models.checkpoint import Model, load_model
@@ -27,7 +28,6 @@ from agriseg.outputs import atomic_output, check_output
 OPSET = 17
 INPUT_NAME = "patches"
 OUTPUT_NAME = "logits"
-META_PREFIX = "agriseg."
 
 
 def export_onnx(model: str | os.PathLike | Model | None, dst: str | os.PathLike, *,
@@ -93,7 +93,7 @@ def _add_metadata(path: Path, meta: dict[str, str]) -> None:
     proto = onnx.load(str(path))
     for key, value in meta.items():
         entry = proto.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + key, value
+        entry.key, entry.value = ONNX_META_PREFIX + key, value
     proto.producer_name = "agriseg"
     proto.producer_version = __version__
     onnx.save(proto, str(path))

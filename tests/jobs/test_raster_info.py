@@ -69,3 +69,37 @@ def test_a_pickle_is_never_read_as_a_model(tmp_path, make_raster):
     pickle.write_bytes(b"\x80\x04\x95fake pickle")
     with pytest.raises(CheckpointError, match="never unpickles"):
         raster_info(make_raster(), model=pickle)
+
+
+def test_a_rotated_raster_is_not_resampled_and_says_so(make_checkpoint, tmp_path):
+    """info reports exactly what prediction does: a rotated grid is read as it is."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    path = tmp_path / "rotated.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=40, height=30, count=3, dtype="uint8",
+                       crs="EPSG:32634", transform=Affine.rotation(20) * Affine.scale(0.05, -0.05)
+                       ) as out:
+        out.write(np.ones((3, 30, 40), np.uint8))
+        for i, name in enumerate(("red", "green", "blue"), 1):
+            out.set_band_description(i, name)
+    fit = raster_info(path, model=make_checkpoint())["fit"]
+    assert fit["adapted"] == []
+    assert len(fit["warnings"]) == 1 and "is 4.7x the model's" in fit["warnings"][0]
+    assert "a rotated grid is not resampled" in fit["warnings"][0]
+
+
+def test_info_reads_an_exported_onnx_model_without_pytorch(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    from agriseg.models.onnx_export import export_onnx
+
+    onnx = export_onnx(None, tmp_path / "default.onnx")
+    code = ("import sys; from agriseg.jobs.info import raster_info\n"
+            f"info = raster_info('sample_tiles/field_small.tif', model={str(onnx)!r})\n"
+            "assert info['fit']['fits'] and info['model']['classes'] == ['soil', 'crop', 'weed']\n"
+            "assert 'torch' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
