@@ -21,22 +21,35 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from agriseg.models.registry import ARCHITECTURES, create_model
+from agriseg.models.registry import ARCHITECTURES, model_from_config
 from bench.common import OUT
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "models.md"
 RECIPE = ROOT / "configs" / "train" / "carrot-weed.yaml"
+MODEL_CONFIGS = ROOT / "configs" / "models"
+
+
 def encoder_for(arch: str) -> str:
     """resnet18, or the architecture's own backbone (STDC)."""
     return ARCHITECTURES[arch].default_encoder or "resnet18"
 
 
+def arch_config(arch: str) -> dict:
+    """configs/models/<arch>.yaml where agriseg builds the architecture itself (its documented
+    options), else smp's defaults on resnet18."""
+    path = MODEL_CONFIGS / f"{arch}.yaml"
+    if path.is_file():
+        return dict(yaml.safe_load(path.read_text())["arch"])
+    return {"arch": arch, "encoder_name": encoder_for(arch)}
+
+
 def build(arch: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(arch, encoder_for(arch), in_channels=3, classes=3).eval()
+    return model_from_config(arch_config(arch), in_channels=3, classes=3).eval()
 
 
 def gflops(model: torch.nn.Module, side: int = 512) -> float:
@@ -63,7 +76,7 @@ def train_score(arch: str, epochs: int, windows: int, minutes: float) -> dict:
 
     out = OUT / "models" / arch
     t = time.perf_counter()
-    result = train(str(RECIPE), arch={"arch": arch, "encoder_name": encoder_for(arch)},
+    result = train(str(RECIPE), arch=arch_config(arch),
                    epochs=epochs, windows_per_epoch=windows, max_minutes=minutes,
                    early_stopping=0, out_dir=str(out), name=f"bench-{arch}")
     return {"val_miou": round(result.best_miou, 4), "train_s": round(time.perf_counter() - t),
@@ -75,7 +88,7 @@ def run(archs: list[str], train: bool, epochs: int, windows: int, minutes: float
     rows = []
     for arch in archs:
         model = build(arch)
-        row = {"arch": arch, "encoder": encoder_for(arch),
+        row = {"arch": arch, "encoder": arch_config(arch)["encoder_name"],
                "description": ARCHITECTURES[arch].description,
                "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
                "gflops_512": round(gflops(model), 1),
@@ -88,13 +101,27 @@ def run(archs: list[str], train: bool, epochs: int, windows: int, minutes: float
     return rows
 
 
-def write_doc(rows: list[dict], budget: str) -> None:
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """``new`` measurements over ``old`` ones, per architecture (keys ``new`` lacks, such as a
+    trained score when only latency was re-measured, are kept), in registry order."""
+    by_arch = {r["arch"]: dict(r) for r in old}
+    for r in new:
+        by_arch.setdefault(r["arch"], {}).update(r)
+    order = list(ARCHITECTURES)
+    return sorted(by_arch.values(), key=lambda r: order.index(r["arch"])
+                  if r["arch"] in order else len(order))
+
+
+def write_doc(rows: list[dict]) -> None:
+    budgets = sorted({r["budget"] for r in rows if "budget" in r})
+    budget = "; ".join(budgets) if budgets else "no training (--no-train)"
     lines = [
         "# Architectures, measured",
         "",
         "Regenerate with `make bench-models` (bench/bench_models.py). RGB input, 3 classes,",
-        "each architecture's default options, encoder resnet18 with random initialization",
-        "(STDC: its own STDC1 backbone). CPU: "
+        "options from configs/models/<arch>.yaml for the architectures agriseg builds itself",
+        "(smp's defaults otherwise), encoder resnet18 with random initialization (STDC: its own",
+        "STDC1 backbone). CPU: "
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}. Latency is per 512x512 patch (inference mode). mIoU: "
         f"Carrot-Weed's fixed 9-image validation split after {budget}, the same for all.",
@@ -120,15 +147,24 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=128, help="training windows per epoch")
     p.add_argument("--minutes", type=float, default=10.0, help="time limit per architecture")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--update", action="store_true",
+                   help="merge into bench/out/models.json (e.g. re-measure latency with "
+                        "--no-train and keep the trained scores) instead of replacing it")
     a = p.parse_args()
     archs = a.arch or [k for k in ARCHITECTURES if k != "pixel"]
     budget = (f"{a.epochs} epochs of {a.windows} windows (at most {a.minutes:g} min), the "
               "carrot-weed recipe otherwise")
     train = not a.no_train and Path(os.fspath(RECIPE)).is_file()
     rows = run(archs, train, a.epochs, a.windows, a.minutes, a.repeats)
+    if train:
+        for r in rows:
+            r["budget"] = budget
+    store = OUT / "models.json"
+    if a.update and store.is_file():
+        rows = merge(json.loads(store.read_text()), rows)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "models.json").write_text(json.dumps(rows, indent=2))
-    write_doc(rows, budget if train else "no training (--no-train)")
+    store.write_text(json.dumps(rows, indent=2))
+    write_doc(rows)
     print(f"wrote {DOC} and {OUT / 'models.json'}")
 
 

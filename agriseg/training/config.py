@@ -3,6 +3,10 @@
 A run is fully described by its config (and seed), which is saved beside the checkpoints, so
 ``agriseg train --config run/config.yaml`` repeats it. Overrides use dotted keys with YAML
 values: ``epochs=3 arch.encoder_name=resnet18 loss.class_weights=[1,2,4]``.
+
+``arch`` is a mapping (``{arch: deeplab, encoder_name: resnet18, ...}``) or the path of a YAML
+file whose ``arch:`` key is one, such as ``configs/models/deeplab.yaml``; options given as
+overrides after it (``arch.output_stride=8``) change the file's.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from agriseg.errors import ConfigError, InputNotFoundError
+from agriseg.errors import ConfigError, InputNotFoundError, first_line
 from agriseg.models.encoder_weights import is_weights_file
 
 
@@ -90,13 +94,33 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
             raise ConfigError(f"{p}: not valid YAML: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: a training config is a mapping of keys to values")
-        data = _resolve_paths(data, p.parent)
+        data = _arch_file(_resolve_paths(data, p.parent))
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not key=value (e.g. epochs=5)")
         _set(data, key.strip(), yaml.safe_load(raw) if raw else None)
+        data = _arch_file(_resolve_paths(data, Path.cwd()))
     return _from_dict(data)
+
+
+def _arch_file(data: dict[str, Any]) -> dict[str, Any]:
+    """``arch`` given as a file (an absolute path by now) replaced by that file's mapping."""
+    path = data.get("arch")
+    if not isinstance(path, str):
+        return data
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError(f"{p}: architecture config not found (arch: a mapping or a "
+                                 "YAML file with an 'arch:' mapping, e.g. configs/models/)")
+    try:
+        arch = (yaml.safe_load(p.read_text()) or {}).get("arch")
+    except (yaml.YAMLError, AttributeError) as e:
+        raise ConfigError(f"{p}: not an architecture config: {first_line(e)}") from None
+    if not isinstance(arch, dict) or "arch" not in arch:
+        raise ConfigError(f"{p}: an architecture config has an 'arch:' mapping naming the "
+                          "architecture ({arch: deeplab, encoder_name: resnet18, ...})")
+    return {**data, "arch": dict(arch)}
 
 
 def resolve_config(config: TrainConfig | str | os.PathLike | dict[str, Any],
@@ -118,7 +142,7 @@ def _from_dict(data: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown training config keys {unknown}; valid: {sorted(known)}")
-    merged = _resolve_paths({**TrainConfig().to_dict(), **data}, Path.cwd())
+    merged = _arch_file(_resolve_paths({**TrainConfig().to_dict(), **data}, Path.cwd()))
     cfg = TrainConfig(**merged)  # paths are absolute from here on: a saved config reruns as is
     cfg.validate()
     return cfg
@@ -146,7 +170,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         return v
 
     out = dict(data)
-    for key in ("images", "labels", "aoi", "encoder_weights", "out_dir"):
+    for key in ("images", "labels", "aoi", "encoder_weights", "out_dir", "arch"):
         value = out.get(key)
         if value is None or (key == "encoder_weights" and not is_weights_file(value, base)):
             continue

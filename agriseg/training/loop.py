@@ -5,12 +5,19 @@ scores the fixed validation windows; the best epoch by validation mIoU is kept a
 ``best.safetensors`` (an ordinary agriseg checkpoint: ``predict`` takes it as it is), the latest
 as ``last.safetensors`` with ``last.state.safetensors`` (optimizer, scheduler, every RNG) beside
 it for ``--resume``. Per-epoch metrics go to ``metrics.csv`` and ``metrics.json``.
+
+A network that can grow (a ``grow(step, seed)`` method and a ``grow_patience``, such as NEAT)
+is grown at the start of an epoch when validation mIoU has not improved for ``grow_patience``
+epochs and as many have passed since its last growth. The optimizer is rebuilt around the new
+parameters (the unchanged ones keep their Adam moments) at the schedule's current position, and
+the card's ``arch`` takes the grown shape, so checkpoints and ``--resume`` rebuild at that size.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -28,11 +35,12 @@ from agriseg.constants import NODATA
 from agriseg.infer.devices import resolve_device
 from agriseg.metrics import ConfusionMatrix
 from agriseg.models.checkpoint import save_checkpoint
+from agriseg.models.header import read_card
 from agriseg.models.registry import create_model
 from agriseg.training.config import TrainConfig, resolve_config, save_config
 from agriseg.training.losses import SegmentationLoss, class_weights_from_counts
 from agriseg.training.rng import reproducible
-from agriseg.training.setup import TrainSetup, arch_config, prepare, with_metrics
+from agriseg.training.setup import TrainSetup, prepare, with_metrics
 from agriseg.training.state import load_train_state, save_train_state
 
 log = logging.getLogger("agriseg")
@@ -47,6 +55,7 @@ class TrainResult:
     best_miou: float
     history: list[dict[str, Any]]
     seconds: float
+    growth: list[dict[str, Any]] = field(default_factory=list)  # a growable network's steps
 
 
 @dataclass
@@ -56,6 +65,7 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_miou: float = -1.0
     best_epoch: int = -1
+    growth: list[dict[str, Any]] = field(default_factory=list)  # each growth, with its epoch
 
     @property
     def next_epoch(self) -> int:
@@ -76,12 +86,21 @@ class RunState:
 
     def info(self) -> dict[str, Any]:
         return {"epoch": self.next_epoch - 1, "history": self.history,
-                "best": {"miou": self.best_miou, "epoch": self.best_epoch}}
+                "best": {"miou": self.best_miou, "epoch": self.best_epoch},
+                "growth": self.growth}
 
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> RunState:
         return cls(history=list(info["history"]), best_miou=info["best"]["miou"],
-                   best_epoch=info["best"]["epoch"])
+                   best_epoch=info["best"]["epoch"], growth=list(info.get("growth", [])))
+
+    def plateau(self, patience: int) -> bool:
+        """No better validation mIoU for ``patience`` epochs, and ``patience`` epochs trained
+        since the last growth."""
+        if patience <= 0 or not self.history:
+            return False
+        since_growth = self.next_epoch - (self.growth[-1]["epoch"] if self.growth else 0)
+        return self.since_best >= patience and since_growth >= patience
 
 
 def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: bool = False,
@@ -110,7 +129,8 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
     -------
     TrainResult
         Paths of ``best.safetensors`` and ``last.safetensors`` (ordinary agriseg checkpoints),
-        epochs run, the best epoch and its validation mIoU, the per-epoch history, seconds.
+        epochs run, the best epoch and its validation mIoU, the per-epoch history, seconds,
+        and each growth of a growable network (epoch, ``op``, new shape, parameters).
 
     Raises
     ------
@@ -128,6 +148,7 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
         state = trainer.load(out) if resume else _start(out, cfg, setup)
         end = cfg.epochs if stop_after is None else min(cfg.epochs, state.next_epoch + stop_after)
         for epoch in range(state.next_epoch, end):
+            trainer.maybe_grow(state, epoch)
             row = trainer.run_epoch(epoch, progress)
             log.info("epoch %d: loss %.4f, val mIoU %.4f", epoch, row["loss"], row["val_miou"])
             trainer.save(out, row, state, best=state.record(row))
@@ -135,7 +156,7 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
                 break
     return TrainResult(out / "best.safetensors", out / "last.safetensors", len(state.history),
                        state.best_epoch, state.best_miou, state.history,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, state.growth)
 
 
 def _start(out: Path, cfg: TrainConfig, setup: TrainSetup) -> RunState:
@@ -162,22 +183,53 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, setup: TrainSetup, device: torch.device) -> None:
         self.cfg, self.setup, self.device = cfg, setup, device
-        self.model = create_model(**arch_config(cfg), encoder_weights=cfg.encoder_weights,
-                                  in_channels=len(setup.bands),
-                                  classes=len(cfg.classes)).to(device)
         self.card = setup.card(cfg)
+        self.model = self._build(self.card.arch)
         self.loader = torch.utils.data.DataLoader(
             setup.train_ds, batch_size=cfg.batch_size, shuffle=False,
             num_workers=cfg.num_workers, drop_last=True)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
-                                           weight_decay=cfg.weight_decay)
-        self.scheduler = _scheduler(cfg, self.optimizer, max(1, len(self.loader)))
+        self._new_optimizer()
         self.loss_fn = SegmentationLoss(
             len(cfg.classes), ce_weight=cfg.loss.get("ce_weight", 1.0),
             dice_weight=cfg.loss.get("dice_weight", 1.0),
             class_weights=_class_weights(cfg, setup.train_ds), ignore_index=NODATA).to(device)
         self.amp = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    def _build(self, arch: dict[str, Any]) -> torch.nn.Module:
+        return create_model(**arch, encoder_weights=self.cfg.encoder_weights,
+                            in_channels=len(self.setup.bands),
+                            classes=len(self.cfg.classes)).to(self.device)
+
+    def _new_optimizer(self) -> None:
+        cfg = self.cfg
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = _scheduler(cfg, self.optimizer, max(1, len(self.loader)))
+
+    def maybe_grow(self, state: RunState, epoch: int) -> None:
+        """Grow a growable network on a validation plateau (see the module's docstring)."""
+        grow = getattr(self.model, "grow", None)
+        if grow is None or not state.plateau(getattr(self.model, "grow_patience", 0)):
+            return
+        old_opt, old_sched = self.optimizer, self.scheduler
+        event = grow(len(state.growth), self.cfg.seed)
+        if event is None:
+            return
+        state.growth.append({"epoch": epoch, **event})
+        log.info("no better validation mIoU for %d epochs: %s the head to %s (%d parameters)",
+                 state.since_best, "widened" if event["op"] == "widen" else "deepened",
+                 self.model.grown_shape(), event["params"])
+        self.model.to(self.device)
+        self.card = dataclasses.replace(self.card,
+                                        arch={**self.card.arch, **self.model.grown_shape()})
+        self._new_optimizer()
+        for p in self.model.parameters():  # the unchanged parameters keep their moments
+            if p in old_opt.state:
+                self.optimizer.state[p] = old_opt.state[p]
+        self.scheduler.load_state_dict(old_sched.state_dict())
+        for new, old in zip(self.optimizer.param_groups, old_opt.param_groups, strict=True):
+            new["lr"] = old["lr"]
 
     def run_epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
         """Train one epoch, validate; the epoch's metrics row."""
@@ -187,7 +239,8 @@ class Trainer:
         return {"epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
                 "val_miou": metrics["miou"], "val_pixel_accuracy": metrics["pixel_accuracy"],
                 **{f"val_iou_{c}": v
-                   for c, v in zip(self.cfg.classes, metrics["iou"], strict=True)}}
+                   for c, v in zip(self.cfg.classes, metrics["iou"], strict=True)},
+                "params": sum(p.numel() for p in self.model.parameters())}
 
     def save(self, out: Path, row: dict[str, Any], state: RunState, best: bool) -> None:
         """Checkpoints (best when ``best``, last always), training state and metrics files."""
@@ -204,6 +257,11 @@ class Trainer:
         """Continue from ``out``'s last state: weights, optimizer, schedule, RNGs, history."""
         from safetensors.torch import load_model
 
+        arch = read_card(out / "last.safetensors").arch
+        if arch != self.card.arch:  # a network grown in training: rebuild at its size
+            self.card = dataclasses.replace(self.card, arch=dict(arch))
+            self.model = self._build(arch)
+            self._new_optimizer()
         info = load_train_state(out / "last.state.safetensors", self.optimizer, self.scheduler)
         load_model(self.model, str(out / "last.safetensors"), strict=True,
                    device=str(self.device))

@@ -36,6 +36,12 @@ def test_widening_and_deepening_preserve_the_function():
         torch.testing.assert_close(head(x), before, rtol=0, atol=1e-6)
         head.widen(12)  # widening again, through the new block too
         torch.testing.assert_close(head(x), before, rtol=0, atol=1e-6)
+        # every block is at the stream's width: the shape alone rebuilds the grown head
+        rebuilt = GrowableHead(6, 3, **{k.removeprefix("head_"): v
+                                        for k, v in head.shape().items()}).double()
+        rebuilt.load_state_dict(head.state_dict(), strict=True)
+        rebuilt.train(mode == "train")
+        torch.testing.assert_close(rebuilt(x), before, rtol=0, atol=1e-6)
 
 
 def test_new_parameters_receive_gradients():

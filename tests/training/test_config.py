@@ -49,3 +49,35 @@ def test_named_encoder_weights_are_not_paths(tmp_path):
     assert load_config(cfg_path).encoder_weights == str(tmp_path / "enc.safetensors")
     cfg_path.write_text("images: imgs\nencoder_weights: weights/missing.pth\n")
     assert load_config(cfg_path).encoder_weights == str(tmp_path / "weights" / "missing.pth")
+
+
+MODELS = __import__("pathlib").Path(__file__).resolve().parents[2] / "configs" / "models"
+
+
+def test_arch_may_name_a_model_config(tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    shutil.copy(MODELS / "deeplab.yaml", tmp_path / "deeplab.yaml")
+    cfg_path = tmp_path / "train.yaml"
+    cfg_path.write_text("images: imgs\narch: deeplab.yaml\n")  # relative to the config
+    monkeypatch.chdir(tmp_path.parent)
+    expected = yaml.safe_load((MODELS / "deeplab.yaml").read_text())["arch"]
+    cfg = load_config(cfg_path)
+    assert cfg.arch == expected
+    cfg = load_config(cfg_path, ["arch.output_stride=8"])  # an override changes the file's
+    assert cfg.arch == {**expected, "output_stride": 8}
+    # as an override (relative to the current folder) and through the API's dict path
+    monkeypatch.chdir(MODELS.parents[1])
+    assert load_config(None, ["images=x", "arch=configs/models/neat.yaml"]).arch["arch"] == "neat"
+    from agriseg.training.config import resolve_config
+    assert resolve_config({"images": "x", "arch": "configs/models/ppm.yaml"}).arch["arch"] == "ppm"
+
+
+def test_a_bad_arch_file_is_explained(tmp_path):
+    with pytest.raises(InputNotFoundError, match="architecture config not found"):
+        load_config(None, ["images=x", f"arch={tmp_path / 'none.yaml'}"])
+    (tmp_path / "bad.yaml").write_text("epochs: 3\n")
+    with pytest.raises(ConfigError, match="an 'arch:' mapping"):
+        load_config(None, ["images=x", f"arch={tmp_path / 'bad.yaml'}"])

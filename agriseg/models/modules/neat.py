@@ -8,6 +8,8 @@ by two function-preserving operations, so training continues from exactly the fu
 - :meth:`GrowableHead.widen` (Net2WiderNet): new stream channels copy randomly chosen existing
   ones (their producing filters and norm parameters), and every layer that reads the stream
   divides the weights of a replicated channel by its number of copies, so sums are unchanged.
+  Each block's inner channels are widened the same way, so every block keeps the stream's
+  width and a grown head is rebuilt from its ``(width, blocks)`` alone.
 - :meth:`GrowableHead.deepen` (Net2DeeperNet, residual form): a new block is inserted whose last
   norm starts at scale 0 and shift 0; it adds nothing, and the stream is non-negative (it
   leaves a ReLU), so the final ReLU changes nothing either. Its scale receives a gradient at
@@ -83,9 +85,10 @@ class GrowableHead(nn.Module):
         share = (1.0 / counts)[mapping]  # what each copy of a channel contributes
         self.stem = _out_copy(self.stem, mapping)
         self.stem_norm = _norm_copy(self.stem_norm, mapping)
-        for block in self.blocks:
-            block.conv1 = _in_split(block.conv1, mapping, share)
-            block.conv2 = _out_copy(block.conv2, mapping)
+        for block in self.blocks:  # the stream and each block's inner channels alike
+            block.conv1 = _out_copy(_in_split(block.conv1, mapping, share), mapping)
+            block.norm1 = _norm_copy(block.norm1, mapping)
+            block.conv2 = _out_copy(_in_split(block.conv2, mapping, share), mapping)
             block.norm2 = _norm_copy(block.norm2, mapping)
         self.classifier = _in_split(self.classifier, mapping, share)
 
