@@ -79,8 +79,12 @@ def train_score(arch: str, epochs: int, windows: int, minutes: float) -> dict:
     result = train(str(RECIPE), arch=arch_config(arch),
                    epochs=epochs, windows_per_epoch=windows, max_minutes=minutes,
                    early_stopping=0, out_dir=str(out), name=f"bench-{arch}")
-    return {"val_miou": round(result.best_miou, 4), "train_s": round(time.perf_counter() - t),
-            "epochs_run": len(result.history)}
+    row = {"val_miou": round(result.best_miou, 4), "train_s": round(time.perf_counter() - t),
+           "epochs_run": len(result.history)}
+    if result.growth:  # a growable network (NEAT): how it grew, and its size at the best epoch
+        row["growth"] = result.growth
+        row["best_params_m"] = round(result.history[result.best_epoch]["params"] / 1e6, 2)
+    return row
 
 
 def run(archs: list[str], train: bool, epochs: int, windows: int, minutes: float,
@@ -135,6 +139,13 @@ def write_doc(rows: list[dict]) -> None:
         wall = f"{r['train_s'] / 60:.1f} min" if "train_s" in r else "-"
         lines.append(f"| {r['arch']} | {r['params_m']} | {r['gflops_512']} | "
                      f"{r['ms_per_patch_b1']} | {r['ms_per_patch_b8']} | {miou} | {wall} |")
+    for r in rows:
+        if "growth" in r:
+            steps = ", ".join(f"{g['op']} before epoch {g['epoch'] + 1} (width "
+                              f"{g['head_width']}, {g['head_blocks']} blocks)"
+                              for g in r["growth"])
+            lines += ["", f"{r['arch']} grew in training: {steps}; {r['best_params_m']} M "
+                      "parameters at its best epoch (the table gives its starting size)."]
     lines += ["", "Descriptions: `agriseg models`."]
     DOC.write_text("\n".join(lines) + "\n")
 
