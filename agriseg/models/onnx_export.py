@@ -7,12 +7,20 @@ patches in logit space and takes the softmax of the blended result (as the PyTor
 so both backends feed the stitcher the same numbers. The ONNX file's metadata holds the model
 card (``agriseg.model_card``), the input divisor, the output kind and the sha256 of the
 checkpoint it came from, so ``agriseg predict -m model.onnx`` needs nothing else.
+
+The TorchScript exporter cannot translate adaptive average pooling to a grid larger than 1x1
+when the input's height and width are dynamic (PSPNet's and UPerNet's pyramid pooling): while
+exporting, such pooling is traced as two small matrix products that compute the same averages
+(:func:`agriseg.models.modules.ppm.adaptive_avg_pool`), so the graph pools correctly at any
+input size. Global pooling (1x1) is left to the exporter's GlobalAveragePool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -72,13 +80,37 @@ def _export(net: torch.nn.Module, example: torch.Tensor, path: Path, opset: int)
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             kw = {"dynamo": False} if "dynamo" in _export_params() else {}
-            torch.onnx.export(net, (example,), str(path), opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
-                              do_constant_folding=True, **kw)
+            with _shape_generic_adaptive_pooling():
+                    torch.onnx.export(net, (example,), str(path), opset_version=opset,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+                                  do_constant_folding=True, **kw)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types, all mean "cannot"
         raise CheckpointError(f"this model cannot be exported to ONNX: {type(e).__name__}: "
                               f"{first_line(e)[:300]}") from None
+
+
+@contextlib.contextmanager
+def _shape_generic_adaptive_pooling() -> Iterator[None]:
+    """``F.adaptive_avg_pool2d`` (behind ``nn.AdaptiveAvgPool2d`` and ``F.interpolate``'s
+    ``area`` mode) computed by matrix products for grids other than 1x1, for the export only."""
+    import torch.nn.functional as F
+
+    from agriseg.models.modules.ppm import adaptive_avg_pool
+
+    original = F.adaptive_avg_pool2d
+
+    def pool(x: torch.Tensor, output_size) -> torch.Tensor:
+        size = (output_size, output_size) if isinstance(output_size, int) else output_size
+        if tuple(size) == (1, 1):
+            return original(x, 1)
+        return adaptive_avg_pool(x, size)
+
+    F.adaptive_avg_pool2d = pool
+    try:
+        yield
+    finally:
+        F.adaptive_avg_pool2d = original
 
 
 def _export_params() -> set[str]:

@@ -34,6 +34,9 @@ class ArchSpec:
     uses_encoder: bool = True
     module: str | None = None  # agriseg's own architectures: where they are defined
     default_encoder: str | None = None  # for architectures with their own backbones
+    # smp's ASPP and UPerNet pooling branches put BatchNorm on a 1x1 map, which cannot train on
+    # one sample: training batches must hold at least this many
+    min_train_batch: int = 1
 
 
 def _own(name: str, description: str, module: str, class_name: str) -> ArchSpec:
@@ -85,10 +88,12 @@ def _pixel_builder(encoder_name: str, in_channels: int, classes: int, hidden: in
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "deeplabv3plus": ArchSpec("deeplabv3plus", "DeepLabV3+: ASPP multiscale context + decoder "
-                              "(default)", _smp_builder("DeepLabV3Plus")),
-    "pspnet": ArchSpec("pspnet", "PSPNet: pyramid pooling module (PPM)", _smp_builder("PSPNet")),
+                              "(default)", _smp_builder("DeepLabV3Plus"), min_train_batch=2),
+    "pspnet": ArchSpec("pspnet", "PSPNet: pyramid pooling module (PPM); smp's, on the encoder's "
+                       "first 3 stages (the deeper ones are built but unused)",
+                       _smp_builder("PSPNet")),
     "upernet": ArchSpec("upernet", "UPerNet: PPM on the deepest features + FPN fusion",
-                        _smp_builder("UPerNet")),
+                        _smp_builder("UPerNet"), min_train_batch=2),
     "fpn": ArchSpec("fpn", "Feature Pyramid Network", _smp_builder("FPN")),
     "deeplab": _own("deeplab", "DeepLabV3+ from agriseg's ASPP (its pooling branch trains at "
                     "batch size 1)", "agriseg.models.archs.deeplab", "DeepLabV3PlusNet"),

@@ -75,6 +75,15 @@ class TrainConfig:
                               "constant")
         if len(self.classes) < 2:
             raise ConfigError("need at least 2 classes (0 is background/soil)")
+        from agriseg.models.registry import ARCHITECTURES, DEFAULT_ARCH
+
+        arch = self.arch.get("arch", DEFAULT_ARCH) if isinstance(self.arch, dict) else None
+        spec = ARCHITECTURES.get(arch)
+        if spec is not None and self.batch_size < spec.min_train_batch:
+            raise ConfigError(f"{arch} cannot train with batch_size {self.batch_size}: its "
+                              "image-pooling branch normalizes a 1x1 map over the batch; use "
+                              f"batch_size >= {spec.min_train_batch}, or arch 'deeplab' (agriseg's "
+                              "ASPP, which trains at batch size 1)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,7 +9,7 @@ import torch
 
 from agriseg.models.card import ModelCard, Normalization
 from agriseg.models.checkpoint import load_model, save_checkpoint
-from agriseg.models.registry import create_model, input_divisor
+from agriseg.models.registry import ARCHITECTURES, create_model, input_divisor
 
 
 class ArchContract:
@@ -18,6 +18,8 @@ class ArchContract:
     options: dict = {}
     size: tuple[int, int] = (96, 160)  # multiples of the stride, not powers of two
     onnx_exportable: bool = True
+    trains_at_batch_1: bool = True  # False: the registry says min_train_batch 2, and it is so
+    unused_parameters: tuple[str, ...] = ()  # prefixes that are built but never used (smp's)
 
     def build(self, seed: int = 0) -> torch.nn.Module:
         torch.manual_seed(seed)
@@ -36,7 +38,15 @@ class ArchContract:
     def test_finite_outputs_and_gradients_in_train_and_eval(self, batch):
         model = self.build()
         assert all(s % input_divisor(model) == 0 for s in self.size)
+        assert ARCHITECTURES[self.arch].min_train_batch == (1 if self.trains_at_batch_1 else 2)
         model.train()
+        if batch == 1 and not self.trains_at_batch_1:  # the declaration is true...
+            with pytest.raises(ValueError, match="more than 1 value per channel"):
+                model(self.x(batch))
+            model.eval()  # ...and it predicts one patch at a time
+            with torch.no_grad():
+                assert torch.isfinite(model(self.x(batch))).all()
+            return
         out = model(self.x(batch))
         assert out.shape == (batch, 3, *self.size) and torch.isfinite(out).all()
         loss = out.square().mean()
@@ -46,6 +56,10 @@ class ArchContract:
         loss.backward()
         missing = [n for n, p in model.named_parameters()
                    if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+        unused = [n for n in missing if n.startswith(self.unused_parameters)] \
+            if self.unused_parameters else []
+        assert bool(unused) == bool(self.unused_parameters), "unused_parameters is out of date"
+        missing = [n for n in missing if n not in unused]
         assert not missing, f"parameters without a finite gradient: {missing[:5]}"
         model.eval()
         with torch.no_grad():

@@ -24,6 +24,8 @@ def test_yaml_and_overrides(tmp_path):
     (["epochs=0"], "epochs must be >= 1"),
     (["schedule=linear"], "schedule"),
     (["val_fraction=1.5"], "val_fraction"),
+    (["batch_size=1"], "deeplabv3plus cannot train with batch_size 1"),  # the default arch
+    (["batch_size=1", "arch={arch: upernet, encoder_name: resnet18}"], "upernet cannot train"),
 ])
 def test_bad_configs_are_explained(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -81,3 +83,9 @@ def test_a_bad_arch_file_is_explained(tmp_path):
     (tmp_path / "bad.yaml").write_text("epochs: 3\n")
     with pytest.raises(ConfigError, match="an 'arch:' mapping"):
         load_config(None, ["images=x", f"arch={tmp_path / 'bad.yaml'}"])
+
+
+def test_batch_size_1_is_fine_where_the_pooling_norm_allows_it():
+    cfg = load_config(None, ["images=x", "batch_size=1", "arch={arch: deeplab, "
+                                                         "encoder_name: resnet18}"])
+    assert cfg.batch_size == 1

@@ -36,11 +36,15 @@ def _bin_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
     return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
 
 
-def adaptive_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, bins)`` as ``rows @ x @ cols.T``, traced with ``x``'s size."""
-    rows = _bin_matrix(x.shape[-2], bins, x)
-    cols = _bin_matrix(x.shape[-1], bins, x)
-    return rows @ x @ cols.transpose(0, 1)
+def adaptive_avg_pool(x: torch.Tensor, bins: int | Sequence[int | None]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, bins)`` as ``rows @ x @ cols.T``, traced with ``x``'s size
+    (``bins``: one side, or ``(rows, cols)`` where None keeps that side)."""
+    rows, cols = (bins, bins) if isinstance(bins, int) else tuple(bins)
+    if rows is not None:
+        x = _bin_matrix(x.shape[-2], rows, x) @ x
+    if cols is not None:
+        x = x @ _bin_matrix(x.shape[-1], cols, x).transpose(0, 1)
+    return x
 
 
 class PPM(nn.Module):
