@@ -31,6 +31,13 @@ class ArchContract:
                          normalization=Normalization.from_scale(255.0, 3), patch_px=64,
                          pixel_size_m=0.01)
 
+    def labels(self, n: int = 2) -> torch.Tensor:
+        """Random classes, a crop square (edges for boundary losses), an unlabelled strip."""
+        labels = torch.randint(0, 3, (n, *self.size), generator=torch.Generator().manual_seed(2))
+        labels[:, 20:60, 30:90] = 1
+        labels[:, :8] = 255
+        return labels
+
     def x(self, n: int = 2) -> torch.Tensor:
         return torch.randn(n, 3, *self.size, generator=torch.Generator().manual_seed(1))
 
@@ -50,9 +57,10 @@ class ArchContract:
         out = model(self.x(batch))
         assert out.shape == (batch, 3, *self.size) and torch.isfinite(out).all()
         loss = out.square().mean()
-        if hasattr(model, "auxiliary_loss"):  # training-only heads learn through it
-            labels = torch.randint(0, 3, (batch, *self.size))
-            loss = loss + model.auxiliary_loss(labels)
+        if hasattr(model, "auxiliary_loss"):  # training-only heads learn only through it
+            aux = model.auxiliary_loss(self.labels(batch))
+            assert torch.isfinite(aux)
+            loss = loss + aux
         loss.backward()
         missing = [n for n, p in model.named_parameters()
                    if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]

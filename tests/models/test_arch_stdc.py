@@ -10,25 +10,8 @@ class TestSTDC(ArchContract):
     encoder = "stdc1"
     options = {"context_channels": 32, "fuse_channels": 64, "detail_channels": 16}
 
-    @pytest.mark.parametrize("batch", [1, 2])
-    def test_finite_outputs_and_gradients_in_train_and_eval(self, batch):
-        """The contract's test, with the detail loss added: the detail head trains only
-        through :meth:`auxiliary_loss`, never through the output."""
-        model = self.build()
-        assert all(s % input_divisor(model) == 0 for s in self.size) and input_divisor(model) == 32
-        model.train()
-        out = model(self.x(batch))
-        assert out.shape == (batch, 3, *self.size) and torch.isfinite(out).all()
-        labels = torch.zeros(batch, *self.size, dtype=torch.int64)
-        labels[:, 20:60, 30:90] = 1
-        labels[:, :8] = 255
-        (out.square().mean() + model.auxiliary_loss(labels)).backward()
-        missing = [n for n, p in model.named_parameters()
-                   if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
-        assert not missing, f"parameters without a finite gradient: {missing[:5]}"
-        model.eval()
-        with torch.no_grad():
-            assert torch.isfinite(model(self.x(batch))).all()
+    def test_input_divisor_is_32(self):
+        assert input_divisor(self.build()) == 32
 
 
 def test_stdc2_and_unknown_networks():

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from randomize import randomize
 
 from agriseg.models.modules.bga import BilateralGuidedAggregation
 
 
 def _randomized(channels: int = 6) -> BilateralGuidedAggregation:
     torch.manual_seed(0)
-    bga = BilateralGuidedAggregation(channels).eval()
-    g = torch.Generator().manual_seed(3)
-    for p in bga.parameters():
-        p.data = torch.randn(p.shape, generator=g) * 0.3
-    for m in bga.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.1
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-    return bga
+    return randomize(BilateralGuidedAggregation(channels).eval())
 
 
 def _inputs(channels: int = 6, n: int = 2, h: int = 12, w: int = 20):

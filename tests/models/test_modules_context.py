@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from randomize import randomize
 
 from agriseg.models.modules import ASPP, DenseASPP
 from agriseg.models.modules.aspp import aspp_rates
@@ -15,19 +16,9 @@ def _eval_bn(x, bn):
                         bn.eps)
 
 
-def _randomize(module):
-    g = torch.Generator().manual_seed(3)
-    for p in module.parameters():
-        p.data = torch.randn(p.shape, generator=g) * 0.3
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.1
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-
-
 def test_aspp_equals_a_direct_computation():
     aspp = ASPP(8, 6, rates=(2, 4, 6)).eval()
-    _randomize(aspp)
+    randomize(aspp)
     x = torch.randn(2, 8, 20, 28)
     outs = []
     for branch, rate in zip(aspp.branches, (1, 2, 4, 6), strict=True):
