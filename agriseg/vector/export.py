@@ -21,8 +21,11 @@ default), ESRI Shapefile, GeoJSON, FlatGeobuf or GeoParquet. The rules, and why:
   class names such as ``mauvaise_herbe_é`` survive.
 * **GeoJSON is written in the layer's CRS.** RFC 7946 wants WGS84, but reprojecting silently
   would change the coordinates a user compares against the raster; GDAL writes a ``crs`` member
-  for any other CRS. ``crs="EPSG:4326"`` (``--crs EPSG:4326``) gives RFC 7946 output. GeoJSON has
-  no schema of its own: an empty layer reads back with no attribute columns.
+  for any other CRS. ``crs="EPSG:4326"`` (``--crs EPSG:4326``) gives strict RFC 7946 output: no
+  ``crs`` member, exterior rings counter-clockwise and holes clockwise, 7 decimals (about 1 cm).
+  GeoJSON has no schema of its own: an empty layer reads back with no attribute columns.
+* **GeoPackage 1.2.** GDAL writes 1.4 by default, and GDAL 3.6 / QGIS 3.22 (Debian 12) warn on
+  every open of a 1.4 file; ``gpkg_version`` chooses another (1.0 to 1.4).
 * **FlatGeobuf** gets its spatial index (what makes it worth choosing for web maps), so its
   features come back in the index's (Hilbert) order, not in the order given.
 * **GeoParquet** is written by ``GeoDataFrame.to_parquet`` and needs pyarrow.
@@ -94,18 +97,24 @@ def _suffix_list() -> str:
     return ", ".join(s for spec in FORMATS.values() for s in spec.suffixes)
 
 
+GPKG_VERSION = "1.2"
+_GPKG_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
+
+
 def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str | None = None,
-                   layer: str = "fields", crs=None, overwrite: bool = False) -> Path:
+                   layer: str = "fields", crs=None, overwrite: bool = False,
+                   gpkg_version: str = GPKG_VERSION) -> Path:
     """Write class polygons to ``path`` atomically; return the path written (the ``.shp``).
 
     ``crs`` (anything pyproj accepts) reprojects on export; ``layer`` names the layer in
     formats that have layer names (GeoPackage, FlatGeobuf, GeoJSON). An existing output is an
     :class:`~agriseg.errors.OutputError` unless ``overwrite``; a GeoPackage is then replaced
-    whole (other layers in it are not kept).
+    whole (other layers in it are not kept). ``gpkg_version``: the GeoPackage version written.
     """
     path = Path(path)
     spec = FORMATS[format_for(path, fmt)]
     target = _target_crs(gdf.crs, crs)
+    _check_gpkg_version(gpkg_version)
     if spec.driver is None:
         _require_pyarrow()
     if spec.name == "shp":
@@ -123,15 +132,17 @@ def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str |
             if spec.driver is None:
                 out.to_parquet(tmp)
             else:
-                _write_ogr(out, tmp, spec.driver, layer)
+                _write_ogr(out, tmp, spec.driver, layer, **_creation_options(
+                    spec.name, out.crs, gpkg_version))
     log.debug("wrote %d polygons to %s (%s)", len(out), path, spec.description)
     return path
 
 
 @contextlib.contextmanager
 def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
-                 layer: str = "fields", crs=None,
-                 overwrite: bool = False) -> Iterator[Callable[[gpd.GeoDataFrame], None]]:
+                 layer: str = "fields", crs=None, overwrite: bool = False,
+                 gpkg_version: str = GPKG_VERSION
+                 ) -> Iterator[Callable[[gpd.GeoDataFrame], None]]:
     """Write a layer chunk by chunk: yields ``write(gdf)``; call it at least once.
 
     GeoPackage chunks are appended to the (temporary) file as they come, so memory holds one
@@ -148,14 +159,18 @@ def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
         if not frames:
             raise RuntimeError("polygon_sink: nothing was written")
         whole = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
-        write_polygons(whole, path, fmt=spec.name, layer=layer, crs=crs, overwrite=overwrite)
+        write_polygons(whole, path, fmt=spec.name, layer=layer, crs=crs, overwrite=overwrite,
+                       gpkg_version=gpkg_version)
         return
     target = _target_crs(source_crs, crs)
+    _check_gpkg_version(gpkg_version)
     chunks = 0
     with atomic_output(path, overwrite) as tmp:
         def write(gdf: gpd.GeoDataFrame) -> None:
             nonlocal chunks
-            _write_ogr(_prepare(gdf, target), tmp, spec.driver, layer, append=chunks > 0)
+            options = {"append": True} if chunks else _creation_options("gpkg", None,
+                                                                        gpkg_version)
+            _write_ogr(_prepare(gdf, target), tmp, spec.driver, layer, **options)
             chunks += 1
 
         yield write
@@ -175,6 +190,21 @@ def _target_crs(source_crs, crs) -> pyproj.CRS | None:
         raise ConfigError(f"cannot reproject to {crs}: the polygons have no CRS (the source "
                           "raster is not georeferenced); leave out --crs")
     return target
+
+
+def _check_gpkg_version(version: str) -> None:
+    if version not in _GPKG_VERSIONS:
+        raise ConfigError(f"GeoPackage version {version!r} is not one of "
+                          f"{', '.join(_GPKG_VERSIONS)}")
+
+
+def _creation_options(fmt: str, crs: pyproj.CRS | None, gpkg_version: str) -> dict:
+    """OGR creation options: the GeoPackage version; strict RFC 7946 for GeoJSON in WGS84."""
+    if fmt == "gpkg":
+        return {"dataset_options": {"VERSION": gpkg_version}}
+    if fmt == "geojson" and crs is not None and crs.equals("EPSG:4326"):
+        return {"layer_options": {"RFC7946": "YES", "COORDINATE_PRECISION": "7"}}
+    return {}
 
 
 def _require_pyarrow() -> None:
