@@ -71,7 +71,7 @@ def latency_ms(model: torch.nn.Module, batch: int, side: int = 512, repeats: int
     return 1000 * statistics.median(times) / batch
 
 
-def train_score(arch: str, epochs: int, windows: int, minutes: float) -> dict:
+def train_score(arch: str, epochs: int, windows: int, minutes: float, growable: bool) -> dict:
     from agriseg.training.loop import train
 
     out = OUT / "models" / arch
@@ -81,7 +81,7 @@ def train_score(arch: str, epochs: int, windows: int, minutes: float) -> dict:
                    early_stopping=0, out_dir=str(out), name=f"bench-{arch}")
     row = {"val_miou": round(result.best_miou, 4), "train_s": round(time.perf_counter() - t),
            "epochs_run": len(result.history)}
-    if hasattr(build(arch), "grow"):  # a growable network (NEAT): how it grew, if it did
+    if growable:  # a network that grows in training (NEAT): how it grew, if it did
         row["growth"] = result.growth
         row["best_params_m"] = round(result.history[result.best_epoch]["params"] / 1e6, 2)
     return row
@@ -99,7 +99,7 @@ def run(archs: list[str], train: bool, epochs: int, windows: int, minutes: float
                "ms_per_patch_b1": round(latency_ms(model, 1, repeats=repeats)),
                "ms_per_patch_b8": round(latency_ms(model, 8, repeats=repeats))}
         if train:
-            row.update(train_score(arch, epochs, windows, minutes))
+            row.update(train_score(arch, epochs, windows, minutes, hasattr(model, "grow")))
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows

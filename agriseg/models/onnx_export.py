@@ -10,8 +10,8 @@ checkpoint it came from, so ``agriseg predict -m model.onnx`` needs nothing else
 
 The TorchScript exporter cannot translate adaptive average pooling to a grid larger than 1x1
 when the input's height and width are dynamic (PSPNet's and UPerNet's pyramid pooling): while
-exporting, such pooling is traced as two small matrix products that compute the same averages
-(:func:`agriseg.models.modules.ppm.adaptive_avg_pool`), so the graph pools correctly at any
+exporting, such pooling (smp's and agriseg's PPM alike) is traced as two small matrix products
+that compute the same averages (:func:`adaptive_avg_pool`), so the graph pools correctly at any
 input size. Global pooling (1x1) is left to the exporter's GlobalAveragePool.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -81,7 +81,7 @@ def _export(net: torch.nn.Module, example: torch.Tensor, path: Path, opset: int)
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             kw = {"dynamo": False} if "dynamo" in _export_params() else {}
             with _shape_generic_adaptive_pooling():
-                    torch.onnx.export(net, (example,), str(path), opset_version=opset,
+                torch.onnx.export(net, (example,), str(path), opset_version=opset,
                                   input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                   dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
                                   do_constant_folding=True, **kw)
@@ -96,8 +96,6 @@ def _shape_generic_adaptive_pooling() -> Iterator[None]:
     ``area`` mode) computed by matrix products for grids other than 1x1, for the export only."""
     import torch.nn.functional as F
 
-    from agriseg.models.modules.ppm import adaptive_avg_pool
-
     original = F.adaptive_avg_pool2d
 
     def pool(x: torch.Tensor, output_size) -> torch.Tensor:
@@ -111,6 +109,27 @@ def _shape_generic_adaptive_pooling() -> Iterator[None]:
         yield
     finally:
         F.adaptive_avg_pool2d = original
+
+
+def _bin_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """``(bins, size)`` averaging weights: row ``i`` is ``1 / len`` over bin ``i``'s span."""
+    idx = torch.arange(bins, device=like.device)
+    start = torch.div(idx * size, bins, rounding_mode="floor")
+    end = torch.div((idx + 1) * size + bins - 1, bins, rounding_mode="floor")
+    pos = torch.arange(size, device=like.device)
+    inside = (pos >= start[:, None]) & (pos < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def adaptive_avg_pool(x: torch.Tensor, bins: int | Sequence[int | None]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, bins)`` as ``rows @ x @ cols.T``, traced with ``x``'s size
+    (``bins``: one side, or ``(rows, cols)`` where None keeps that side)."""
+    rows, cols = (bins, bins) if isinstance(bins, int) else tuple(bins)
+    if rows is not None:
+        x = _bin_matrix(x.shape[-2], rows, x) @ x
+    if cols is not None:
+        x = x @ _bin_matrix(x.shape[-1], cols, x).transpose(0, 1)
+    return x
 
 
 def _export_params() -> set[str]:

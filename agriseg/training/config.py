@@ -103,22 +103,22 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Tr
             raise ConfigError(f"{p}: not valid YAML: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: a training config is a mapping of keys to values")
-        data = _arch_file(_resolve_paths(data, p.parent))
+        data = _arch_file(_resolve_paths(data, p.parent), p.parent)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not key=value (e.g. epochs=5)")
         _set(data, key.strip(), yaml.safe_load(raw) if raw else None)
-        data = _arch_file(_resolve_paths(data, Path.cwd()))
+        data = _arch_file(data, Path.cwd())  # arch.x=... after arch=FILE changes the file's
     return _from_dict(data)
 
 
-def _arch_file(data: dict[str, Any]) -> dict[str, Any]:
-    """``arch`` given as a file (an absolute path by now) replaced by that file's mapping."""
+def _arch_file(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``arch`` given as a file (relative to ``base``) replaced by that file's mapping."""
     path = data.get("arch")
     if not isinstance(path, str):
         return data
-    p = Path(path)
+    p = base / path
     if not p.is_file():
         raise InputNotFoundError(f"{p}: architecture config not found (arch: a mapping or a "
                                  "YAML file with an 'arch:' mapping, e.g. configs/models/)")
@@ -151,7 +151,8 @@ def _from_dict(data: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown training config keys {unknown}; valid: {sorted(known)}")
-    merged = _arch_file(_resolve_paths({**TrainConfig().to_dict(), **data}, Path.cwd()))
+    merged = _arch_file(_resolve_paths({**TrainConfig().to_dict(), **data}, Path.cwd()),
+                        Path.cwd())
     cfg = TrainConfig(**merged)  # paths are absolute from here on: a saved config reruns as is
     cfg.validate()
     return cfg
@@ -179,7 +180,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         return v
 
     out = dict(data)
-    for key in ("images", "labels", "aoi", "encoder_weights", "out_dir", "arch"):
+    for key in ("images", "labels", "aoi", "encoder_weights", "out_dir"):
         value = out.get(key)
         if value is None or (key == "encoder_weights" and not is_weights_file(value, base)):
             continue

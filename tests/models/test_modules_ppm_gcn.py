@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from agriseg.models.modules.gcn import BoundaryRefinement, GCNBlock
-from agriseg.models.modules.ppm import PPM, adaptive_avg_pool
+from agriseg.models.modules.ppm import PPM
+from agriseg.models.onnx_export import adaptive_avg_pool
 
 
 def _randomize(module, seed=3):

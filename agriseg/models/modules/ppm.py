@@ -10,9 +10,9 @@ training would need more than one sample: they use a per-sample GroupNorm, so PP
 batch size 1.
 
 Pooling is adaptive (bin ``i`` of ``b`` covers ``floor(i * n / b)`` to ``ceil((i + 1) * n / b)``
-along a side of ``n``, as :func:`torch.nn.functional.adaptive_avg_pool2d`) but is computed as
-two small matrix products, so the ONNX graph pools correctly at any input size, not only the
-size it was exported at.
+along a side of ``n``: :func:`torch.nn.functional.adaptive_avg_pool2d`). The ONNX export traces
+it shape-generically (:mod:`agriseg.models.onnx_export`), so the graph pools correctly at any
+input size, not only the size it was exported at.
 """
 
 from __future__ import annotations
@@ -24,27 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from agriseg.models.modules.common import ActLayer, ConvNormAct, NormLayer, group_norm, relu
-
-
-def _bin_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
-    """``(bins, size)`` averaging weights: row ``i`` is ``1 / len`` over bin ``i``'s span."""
-    idx = torch.arange(bins, device=like.device)
-    start = torch.div(idx * size, bins, rounding_mode="floor")
-    end = torch.div((idx + 1) * size + bins - 1, bins, rounding_mode="floor")
-    pos = torch.arange(size, device=like.device)
-    inside = (pos >= start[:, None]) & (pos < end[:, None])
-    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
-
-
-def adaptive_avg_pool(x: torch.Tensor, bins: int | Sequence[int | None]) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, bins)`` as ``rows @ x @ cols.T``, traced with ``x``'s size
-    (``bins``: one side, or ``(rows, cols)`` where None keeps that side)."""
-    rows, cols = (bins, bins) if isinstance(bins, int) else tuple(bins)
-    if rows is not None:
-        x = _bin_matrix(x.shape[-2], rows, x) @ x
-    if cols is not None:
-        x = x @ _bin_matrix(x.shape[-1], cols, x).transpose(0, 1)
-    return x
 
 
 class PPM(nn.Module):
@@ -69,7 +48,7 @@ class PPM(nn.Module):
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each bin's reduced context, upsampled to ``x``'s size."""
         size = x.shape[-2:]
-        return [F.interpolate(branch(adaptive_avg_pool(x, b)), size=size, mode="bilinear",
+        return [F.interpolate(branch(F.adaptive_avg_pool2d(x, b)), size=size, mode="bilinear",
                               align_corners=False)
                 for b, branch in zip(self.bins, self.branches, strict=True)]
 
