@@ -75,3 +75,14 @@ def test_a_grown_model_reloads_at_its_grown_size(tmp_path):
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         torch.testing.assert_close(load_model(path).net.eval()(x), model(x), rtol=0, atol=0)
+
+
+def test_growth_happens_on_the_weights_device():
+    """The training loop grows a model already on its device (CUDA): the channel mapping is
+    drawn on the CPU and must follow the weights. The meta device stands in for CUDA here."""
+    with torch.device("meta"):
+        head = GrowableHead(6, 3, width=5, blocks=1)
+    head.widen(9, generator=torch.Generator().manual_seed(1))
+    head.deepen()
+    assert head.shape() == {"head_width": 9, "head_blocks": 2}
+    assert {p.device.type for p in head.parameters()} == {"meta"}

@@ -83,6 +83,8 @@ class GrowableHead(nn.Module):
         mapping = torch.cat([torch.arange(old), pick])  # new channel -> the one it copies
         counts = torch.bincount(mapping, minlength=old).to(self.stem.weight.dtype)
         share = (1.0 / counts)[mapping]  # what each copy of a channel contributes
+        # drawn on the CPU (the generator's device), applied where the weights are (CUDA)
+        mapping, share = mapping.to(self.stem.weight.device), share.to(self.stem.weight.device)
         self.stem = _out_copy(self.stem, mapping)
         self.stem_norm = _norm_copy(self.stem_norm, mapping)
         for block in self.blocks:  # the stream and each block's inner channels alike
