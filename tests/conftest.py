@@ -120,3 +120,31 @@ def carrot_weed() -> Path:
     if not SHARED_DATA.is_dir() or not any(SHARED_DATA.glob("IMG_*_labels.tif")):
         pytest.skip("../shared/data/carrot-weed not present")
     return SHARED_DATA
+
+
+def squares_field(path, label_path, seed, size=96):
+    """Bright squares (class 1) and dark discs (class 2) on textured soil (class 0)."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(110, 12, (3, size, size))
+    lab = np.zeros((size, size), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for _ in range(6):
+        y, x = rng.integers(0, size - 14, 2)
+        img[:, y:y + 12, x:x + 12] = rng.normal(220, 8, (3, 12, 12))
+        lab[y:y + 12, x:x + 12] = 1
+        cy, cx = rng.integers(6, size - 6, 2)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 25
+        img[:, disc] = rng.normal(30, 5, (3, int(disc.sum())))
+        lab[disc] = 2
+    write_raster(path, np.clip(img, 0, 255).astype(np.uint8),
+                 descriptions=("red", "green", "blue"))
+    write_raster(label_path, lab[None], nodata=255)
+
+
+@pytest.fixture(scope="session")
+def fields(tmp_path_factory) -> Path:
+    """Three small labelled fields of squares and discs (training tests; f2 validates)."""
+    folder = tmp_path_factory.mktemp("fields")
+    for i in range(3):
+        squares_field(folder / f"f{i}.tif", folder / f"f{i}_labels.tif", seed=i)
+    return folder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from randomize import randomize
+from block_checks import eval_bn, randomize
 
 from agriseg.models.modules.bga import BilateralGuidedAggregation
 
@@ -84,11 +84,7 @@ def test_the_gates_are_the_sigmoids_of_the_semantic_features():
     torch.testing.assert_close(default, given)
     assert fine_gate.min() > 0 and fine_gate.max() < 1
     assert coarse_gate.min() > 0 and coarse_gate.max() < 1
-
-
-def _eval_bn(x, bn):
-    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0,
-                        bn.eps)
+    torch.testing.assert_close(coarse_gate, torch.sigmoid(bga.semantic_keep(semantic)))
 
 
 def test_bga_equals_a_direct_computation_of_fig_6():
@@ -97,20 +93,20 @@ def test_bga_equals_a_direct_computation_of_fig_6():
     c = detail.shape[1]
 
     def sep(x, seq):  # 3x3 depthwise + norm + 1x1
-        y = _eval_bn(F.conv2d(x, seq[0].weight, padding=1, groups=c), seq[1])
+        y = eval_bn(F.conv2d(x, seq[0].weight, padding=1, groups=c), seq[1])
         return F.conv2d(y, seq[2].weight)
 
     def up(x):
         return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
 
-    down = _eval_bn(F.conv2d(detail, bga.detail_down[0].weight, stride=2, padding=1),
+    down = eval_bn(F.conv2d(detail, bga.detail_down[0].weight, stride=2, padding=1),
                     bga.detail_down[1])
     down = F.avg_pool2d(down, 3, stride=2, padding=1)
-    sem_up = _eval_bn(F.conv2d(semantic, bga.semantic_up[0].weight, padding=1),
+    sem_up = eval_bn(F.conv2d(semantic, bga.semantic_up[0].weight, padding=1),
                       bga.semantic_up[1])
     left = sep(detail, bga.detail_keep) * torch.sigmoid(up(sem_up))
     right = down * torch.sigmoid(sep(semantic, bga.semantic_keep))
     fused = F.conv2d(left + up(right), bga.fuse[0].weight, padding=1)
-    ref = F.relu(_eval_bn(fused, bga.fuse[1]))
+    ref = F.relu(eval_bn(fused, bga.fuse[1]))
     with torch.no_grad():
         torch.testing.assert_close(bga(detail, semantic), ref, rtol=1e-5, atol=1e-5)

@@ -113,6 +113,11 @@ def test_bf16_autocast_samples_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = point_sample(x, points)
     torch.testing.assert_close(low, point_sample(x, points), rtol=0, atol=0)
+    # bf16 features (outside autocast) are sampled on a grid of their own dtype
+    low = point_sample(x.bfloat16(), points)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), point_sample(x.bfloat16().float(), points),
+                               rtol=0, atol=1e-2)
 
 
 def test_validates_its_ratios():

@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from test_loop import squares_field
 
 from agriseg.models.checkpoint import load_model
 from agriseg.models.registry import ARCHITECTURES
@@ -13,14 +12,6 @@ from agriseg.training.config import load_config
 from agriseg.training.loop import train
 
 OWN = sorted(k for k, spec in ARCHITECTURES.items() if spec.module)
-
-
-@pytest.fixture(scope="module")
-def fields(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fields")
-    for i in range(3):
-        squares_field(folder / f"f{i}.tif", folder / f"f{i}_labels.tif", seed=i)
-    return folder
 
 
 @pytest.mark.parametrize("arch", OWN)

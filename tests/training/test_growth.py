@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_archs_train import fields  # noqa: F401 (fixture)
 
 from agriseg.models.checkpoint import load_model, read_card
 from agriseg.training import loop
@@ -22,14 +21,14 @@ def flat_validation(monkeypatch):
                         lambda self: {"miou": 0.5, "pixel_accuracy": 0.5, "iou": [0.5] * 3})
 
 
-def cfg(fields, out, *extra):  # noqa: F811
+def cfg(fields, out, *extra):
     return load_config(None, [f"images={fields}/f?.tif", f"labels={fields}",
                               "val_images=[f2.tif]", f"arch={NEAT}", "patch_px=64",
                               "batch_size=2", "windows_per_epoch=4", "early_stopping=0",
                               f"out_dir={out}", *extra])
 
 
-def test_a_plateau_grows_the_head_and_the_grown_checkpoint_reloads(fields, tmp_path,  # noqa: F811
+def test_a_plateau_grows_the_head_and_the_grown_checkpoint_reloads(fields, tmp_path,
                                                                      flat_validation):
     r = train(cfg(fields, tmp_path / "run", "epochs=5"))
     # epoch 0 is the best; from epoch 2 on every epoch starts on a 1-epoch plateau
@@ -53,7 +52,7 @@ def test_a_plateau_grows_the_head_and_the_grown_checkpoint_reloads(fields, tmp_p
     np.testing.assert_allclose(lrs, expected, rtol=1e-6)
 
 
-def test_resume_across_growth_equals_an_uninterrupted_run(fields, tmp_path,  # noqa: F811
+def test_resume_across_growth_equals_an_uninterrupted_run(fields, tmp_path,
                                                           flat_validation):
     train(cfg(fields, tmp_path / "a", "epochs=4"))
     train(cfg(fields, tmp_path / "b", "epochs=4"), stop_after=3)  # grown at epoch 2
@@ -65,7 +64,7 @@ def test_resume_across_growth_equals_an_uninterrupted_run(fields, tmp_path,  # n
         assert np.array_equal(a[k].numpy(), b[k].numpy()), k
 
 
-def test_a_model_without_growth_never_grows(fields, tmp_path, flat_validation):  # noqa: F811
+def test_a_model_without_growth_never_grows(fields, tmp_path, flat_validation):
     arch = "arch={arch: neat, encoder_name: resnet18, head_width: 16, grow_patience: 0}"
     r = train(cfg(fields, tmp_path / "run", "epochs=3", arch))
     assert len({row["params"] for row in r.history}) == 1

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import write_raster
+from conftest import squares_field
 from safetensors.torch import load_file
 
 from agriseg.models.checkpoint import load_checkpoint, read_card
@@ -15,25 +15,6 @@ from agriseg.training.loop import train
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_tiles"
 TINY_ARCH = "{arch: unet, encoder_name: resnet18, encoder_depth: 3, decoder_channels: [16, 8, 8]}"
-
-
-def squares_field(path, label_path, seed, size=96):
-    """Bright squares (class 1) and dark discs (class 2) on textured soil (class 0)."""
-    rng = np.random.default_rng(seed)
-    img = rng.normal(110, 12, (3, size, size))
-    lab = np.zeros((size, size), np.uint8)
-    yy, xx = np.mgrid[0:size, 0:size]
-    for _ in range(6):
-        y, x = rng.integers(0, size - 14, 2)
-        img[:, y:y + 12, x:x + 12] = rng.normal(220, 8, (3, 12, 12))
-        lab[y:y + 12, x:x + 12] = 1
-        cy, cx = rng.integers(6, size - 6, 2)
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 25
-        img[:, disc] = rng.normal(30, 5, (3, int(disc.sum())))
-        lab[disc] = 2
-    write_raster(path, np.clip(img, 0, 255).astype(np.uint8),
-                 descriptions=("red", "green", "blue"))
-    write_raster(label_path, lab[None], nodata=255)
 
 
 @pytest.fixture
