@@ -158,8 +158,9 @@ def figures_of(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
     inp = summary["input"]
     mpx = inp["width"] * inp["height"] / 1e6
     return {
-        "crop_ha": sum(c["area_ha"] for n, c in classes.items() if "crop" in n.lower()),
-        "weed_ha": sum(c["area_ha"] for n, c in classes.items() if "weed" in n.lower()),
+        # the mask's areas, as the weed share: the polygons' may be sieved and simplified
+        "crop_ha": sum(c["area_ha_pixels"] for n, c in classes.items() if "crop" in n.lower()),
+        "weed_ha": sum(c["area_ha_pixels"] for n, c in classes.items() if "weed" in n.lower()),
         "weed_share": summary["weed_share_of_vegetation"],
         "polygons": summary["polygons"],
         "seconds": round(seconds, 3),

@@ -35,10 +35,12 @@ def command(ctx: click.Context, field: str, out_dir: str, model_path: str | None
     click.echo(f"{r.out_dir}: {s['input']['name']} mapped in {s['timings_s']['total']:.1f} s "
                f"with {s['model']['name']} on {s['parameters']['backend_used']}/"
                f"{s['parameters']['device_used']}")
+    click.echo(f"  {'class':<12} {'mask area':>14}  {'polygons':>8} {'polygon area':>14}")
     for name, c in s["classes"].items():
-        if c["class_id"] == 0:
-            continue
-        click.echo(f"  {name:<12} {format_area(c['area_m2']):>14}  {c['polygons']:7d} polygons")
+        poly = c["area_m2_polygons"]
+        click.echo(f"  {name:<12} {format_area(c['area_m2_pixels']):>14}  "
+                   f"{c['polygons'] if poly is not None else '-':>8} "
+                   f"{format_area(poly) if poly is not None else '-':>14}")
     share = s["weed_share_of_vegetation"]
     if share is not None:
         click.echo(f"  weed share of vegetated area: {100 * share:.1f}%")

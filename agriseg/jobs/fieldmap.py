@@ -40,6 +40,14 @@ README_NAME = "README.txt"
 PREVIEW_NAME = "preview.png"
 
 log = logging.getLogger("agriseg")
+AREA_DEFINITIONS = {
+    "area_m2_pixels": "the class mask's pixels of the class times their ground area: the map "
+                      "as predicted (vegetated area and weed share are computed from these)",
+    "area_m2_polygons": "the sum of the class's polygons' area_m2 as written, after sieving "
+                        "(min_area_m2, fill_holes_m2) and simplification (simplify_m); null "
+                        "for classes not turned into polygons (background, or left out by "
+                        "--classes)",
+}
 
 
 @dataclass
@@ -128,13 +136,16 @@ def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult
     """Everything a person or a script needs to trust and compare a field map."""
     per_class = {}
     for cid, name in enumerate(card.classes):
-        area = vec.area_m2_per_class.get(name, 0.0)
-        per_class[name] = {"class_id": cid, "area_ha": area / 10_000.0, "area_m2": area,
-                           "polygons": vec.polygons_per_class.get(name, 0),
-                           "pixels": pred.class_pixels.get(name, 0)}
-    vegetated = sum(v["area_m2"] for k, v in per_class.items()
-                    if v["class_id"] != 0 and v["polygons"])
-    weed = sum(v["area_m2"] for k, v in per_class.items() if "weed" in k.lower())
+        px_m2 = vec.pixel_area_m2_per_class.get(name, 0.0)
+        poly_m2 = vec.area_m2_per_class.get(name, 0.0) if name in vec.exported else None
+        per_class[name] = {
+            "class_id": cid, "pixels": vec.pixels_per_class.get(name, 0),
+            "area_m2_pixels": px_m2, "area_ha_pixels": px_m2 / 10_000.0,
+            "polygons": vec.polygons_per_class.get(name, 0),
+            "area_m2_polygons": poly_m2,
+            "area_ha_polygons": None if poly_m2 is None else poly_m2 / 10_000.0}
+    vegetated = sum(v["area_m2_pixels"] for v in per_class.values() if v["class_id"] != 0)
+    weed = sum(v["area_m2_pixels"] for k, v in per_class.items() if "weed" in k.lower())
     return {
         "agriseg_version": __version__,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -144,11 +155,12 @@ def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult
         "outputs": {"mask": MASK_NAME, "confidence": CONFIDENCE_NAME,
                     "polygons": polygons_name, "summary": SUMMARY_NAME,
                     **({"preview": PREVIEW_NAME} if preview else {})},
+        "areas": AREA_DEFINITIONS,
         "classes": per_class,
         "polygons": vec.polygons,
         "vegetated_area_ha": vegetated / 10_000.0,
         "weed_share_of_vegetation": (weed / vegetated) if vegetated else None,
-        "nodata_pixels": pred.nodata_pixels,
+        "nodata_pixels": vec.nodata_pixels,
         "warnings": pred.warnings,
         "timings_s": {"predict": round(pred.seconds, 3), "model": round(pred.model_seconds, 3),
                       "vectorize": round(vec.seconds, 3), "total": round(seconds, 3)},
@@ -191,10 +203,12 @@ def folder_readme(polygons_name: str, fmt: str, preview: bool = True) -> str:
                 and CLASS_<id> tags), 255 = no data; same grid and CRS as the input raster
 {CONFIDENCE_NAME}  probability of the predicted class in percent (0-100), 255 = no data
 {polygons_name:<15} polygons ({FORMATS[fmt].description}), one feature per connected region:
-                class_id, class_name, area_m2, area_ha, perim_m (metres even for geographic
+                class_id, class_name, area_m2, area_ha (the polygon's own area, as
+                written: after sieving and simplifying), perim_m (metres even for geographic
                 CRSs), mean_conf (mean of {CONFIDENCE_NAME} inside), source (input raster)
-{SUMMARY_NAME}     per-class areas (ha) and polygon counts, weed share of the vegetated
-                area, input and model identity (sha256), parameters, timings
+{SUMMARY_NAME}     per class: the mask's area (area_m2_pixels) and the polygons' area
+                (area_m2_polygons) with their count; weed share of the vegetated area (from
+                the mask); input and model identity (sha256), parameters, timings
 """
     if preview:
         text += (f"{PREVIEW_NAME}      quick look: the class map over the image (crop, "

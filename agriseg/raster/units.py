@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from pyproj import CRS
 
 M_PER_DEG_LON_EQUATOR = 111_320.0
@@ -27,3 +28,26 @@ def metres_per_unit(crs: Any, lat: float = 0.0) -> tuple[float, float]:
         return M_PER_DEG_LON_EQUATOR * cos, M_PER_DEG_LAT
     factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
     return factor, factor
+
+
+def row_pixel_areas_m2(crs: Any, transform: Any, rows: np.ndarray) -> np.ndarray:
+    """Ground area (m²) of one pixel in each of the pixel ``rows`` of a raster.
+
+    Constant in a projected CRS. In a geographic CRS a pixel's area shrinks with the cosine of
+    its latitude, so each row gets the exact area of its pixel on the CRS's ellipsoid (north-up
+    grids: the same for every column of a row). Without a CRS: the raster's own units.
+    """
+    rows = np.asarray(rows)
+    det = abs(transform.a * transform.e - transform.b * transform.d)
+    if crs is None:
+        return np.full(len(rows), det)
+    crs = CRS.from_user_input(crs)
+    if not crs.is_geographic:
+        return np.full(len(rows), det * metres_per_unit(crs)[0] ** 2)
+    geod = crs.get_geod()
+    out = np.empty(len(rows))
+    for i, r in enumerate(rows):
+        corners = [transform * (x, y) for x, y in ((0, r), (1, r), (1, r + 1), (0, r + 1))]
+        out[i] = abs(geod.polygon_area_perimeter([c[0] for c in corners],
+                                                 [c[1] for c in corners])[0])
+    return out

@@ -22,7 +22,9 @@ default), ESRI Shapefile, GeoJSON, FlatGeobuf or GeoParquet. The rules, and why:
 * **GeoJSON is written in the layer's CRS.** RFC 7946 wants WGS84, but reprojecting silently
   would change the coordinates a user compares against the raster; GDAL writes a ``crs`` member
   for any other CRS. ``crs="EPSG:4326"`` (``--crs EPSG:4326``) gives strict RFC 7946 output: no
-  ``crs`` member, exterior rings counter-clockwise and holes clockwise, 7 decimals (about 1 cm).
+  ``crs`` member, exterior rings counter-clockwise and holes clockwise, 7 decimals (about 1 cm),
+  or more for masks with pixels finer than 20 cm (``decimals``: rounding to 1 cm would collapse
+  one-pixel polygons of a 1 cm mask into lines).
   GeoJSON has no schema of its own: an empty layer reads back with no attribute columns.
 * **GeoPackage 1.2.** GDAL writes 1.4 by default, and GDAL 3.6 / QGIS 3.22 (Debian 12) warn on
   every open of a 1.4 file; ``gpkg_version`` chooses another (1.0 to 1.4).
@@ -103,13 +105,14 @@ _GPKG_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 
 def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str | None = None,
                    layer: str = "fields", crs=None, overwrite: bool = False,
-                   gpkg_version: str = GPKG_VERSION) -> Path:
+                   gpkg_version: str = GPKG_VERSION, decimals: int | None = None) -> Path:
     """Write class polygons to ``path`` atomically; return the path written (the ``.shp``).
 
     ``crs`` (anything pyproj accepts) reprojects on export; ``layer`` names the layer in
     formats that have layer names (GeoPackage, FlatGeobuf, GeoJSON). An existing output is an
     :class:`~agriseg.errors.OutputError` unless ``overwrite``; a GeoPackage is then replaced
     whole (other layers in it are not kept). ``gpkg_version``: the GeoPackage version written.
+    ``decimals``: coordinate decimals of strict (WGS84) GeoJSON, at least 7 (the default).
     """
     path = Path(path)
     spec = FORMATS[format_for(path, fmt)]
@@ -133,7 +136,7 @@ def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str |
                 out.to_parquet(tmp)
             else:
                 _write_ogr(out, tmp, spec.driver, layer, **_creation_options(
-                    spec.name, out.crs, gpkg_version))
+                    spec.name, out.crs, gpkg_version, decimals))
     log.debug("wrote %d polygons to %s (%s)", len(out), path, spec.description)
     return path
 
@@ -141,7 +144,7 @@ def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str |
 @contextlib.contextmanager
 def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
                  layer: str = "fields", crs=None, overwrite: bool = False,
-                 gpkg_version: str = GPKG_VERSION
+                 gpkg_version: str = GPKG_VERSION, decimals: int | None = None
                  ) -> Iterator[Callable[[gpd.GeoDataFrame], None]]:
     """Write a layer chunk by chunk: yields ``write(gdf)``; call it at least once.
 
@@ -160,7 +163,7 @@ def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
             raise RuntimeError("polygon_sink: nothing was written")
         whole = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
         write_polygons(whole, path, fmt=spec.name, layer=layer, crs=crs, overwrite=overwrite,
-                       gpkg_version=gpkg_version)
+                       gpkg_version=gpkg_version, decimals=decimals)
         return
     target = _target_crs(source_crs, crs)
     _check_gpkg_version(gpkg_version)
@@ -198,12 +201,14 @@ def _check_gpkg_version(version: str) -> None:
                           f"{', '.join(_GPKG_VERSIONS)}")
 
 
-def _creation_options(fmt: str, crs: pyproj.CRS | None, gpkg_version: str) -> dict:
+def _creation_options(fmt: str, crs: pyproj.CRS | None, gpkg_version: str,
+                      decimals: int | None = None) -> dict:
     """OGR creation options: the GeoPackage version; strict RFC 7946 for GeoJSON in WGS84."""
     if fmt == "gpkg":
         return {"dataset_options": {"VERSION": gpkg_version}}
     if fmt == "geojson" and crs is not None and crs.equals("EPSG:4326"):
-        return {"layer_options": {"RFC7946": "YES", "COORDINATE_PRECISION": "7"}}
+        return {"layer_options": {"RFC7946": "YES",
+                                  "COORDINATE_PRECISION": str(max(7, decimals or 7))}}
     return {}
 
 

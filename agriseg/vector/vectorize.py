@@ -30,7 +30,9 @@ from agriseg.constants import BACKGROUND, NODATA
 from agriseg.errors import ConfigError, RasterError
 from agriseg.options import VectorizeOptions, with_options
 from agriseg.raster.io import gdal_env, open_raster, pixel_size_m
+from agriseg.raster.units import M_PER_DEG_LAT, row_pixel_areas_m2
 from agriseg.vector.attributes import class_names_from_tags, metric_area_perimeter
+from agriseg.vector.coverage import Junctions, match_vertices
 from agriseg.vector.export import format_for, polygon_sink
 from agriseg.vector.polygonize import Regions, polygonize_strips
 from agriseg.vector.sieve import sieve_strips
@@ -49,6 +51,10 @@ class VectorizeResult:
     polygons_per_class: dict[str, int]
     area_m2_per_class: dict[str, float]
     seconds: float
+    pixels_per_class: dict[str, int] = field(default_factory=dict)
+    pixel_area_m2_per_class: dict[str, float] = field(default_factory=dict)
+    nodata_pixels: int = 0
+    exported: list[str] = field(default_factory=list)  # the classes turned into polygons
 
 
 def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
@@ -84,7 +90,9 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
     Returns
     -------
     VectorizeResult
-        Path, format, polygon count, and per class: polygons and area in m².
+        Path, format, polygon count, and per class: polygons and their area in m² (as
+        written: after sieving and simplification), and the mask's pixels and their ground
+        area in m² (every class, background included, before sieving).
 
     Raises
     ------
@@ -104,17 +112,25 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
             workers = min(os.cpu_count() or 1, 4) if src.height >= 4 * strip_rows else 0
             if multiprocessing.current_process().daemon:
                 workers = 0  # a daemon (a Dask worker, a pool's worker) may not have children
-        regions = _regions(src, confidence, _select(opts.classes, names), opts, strip_rows,
-                           workers, progress)
-        frame = functools.partial(_to_frame, src=src, names=names,
+        junctions, pixels = Junctions(src.width, src.height), _PixelAreas(src)
+        export = _select(opts.classes, names)
+        regions = _regions(src, confidence, export, opts, strip_rows, workers, progress,
+                           junctions, pixels)
+        frame = functools.partial(_to_frame, src=src, names=names, junctions=junctions,
                                   with_conf=confidence is not None, simplify_m=opts.simplify_m,
                                   source=source or Path(mask).name)
         with polygon_sink(dst, source_crs=src.crs, fmt=fmt, layer=layer, crs=opts.crs,
-                          overwrite=overwrite) as write:
+                          overwrite=overwrite, decimals=_decimals(src, opts.crs)) as write:
             stats = _write_chunks(regions, frame, write, opts.simplify_m)
+    named = {i: n for i, n in names.items() if pixels.count[i] or n != f"class_{i}"}
     return VectorizeResult(path=Path(dst), format=fmt, polygons=stats.polygons,
                            polygons_per_class=stats.count, area_m2_per_class=stats.area,
-                           seconds=time.perf_counter() - t0)
+                           seconds=time.perf_counter() - t0,
+                           pixels_per_class={n: int(pixels.count[i]) for i, n in named.items()},
+                           pixel_area_m2_per_class={n: float(pixels.area[i])
+                                                    for i, n in named.items()},
+                           nodata_pixels=int(pixels.count[NODATA]),
+                           exported=[n for i, n in named.items() if i in export])
 
 
 def _write_chunks(regions: Iterator[Regions], frame: Callable[[Regions], gpd.GeoDataFrame],
@@ -143,6 +159,41 @@ class _Stats:
         for name, (n, area) in per_class.iterrows():
             self.count[name] = self.count.get(name, 0) + int(n)
             self.area[name] = self.area.get(name, 0.0) + float(area)
+
+
+class _PixelAreas:
+    """Pixels and their ground area (m²) per class value, counted once per row as the mask
+    is first read (sieving reads it twice)."""
+
+    def __init__(self, src: rasterio.DatasetReader) -> None:
+        self.crs, self.transform = src.crs, src.transform
+        self.count = np.zeros(256, dtype=np.int64)
+        self.area = np.zeros(256)
+        self.next_row = 0
+
+    def add(self, y0: int, rows: np.ndarray) -> None:
+        skip = self.next_row - y0
+        if skip >= len(rows) or skip < 0:  # read before, or not the next rows
+            return
+        rows = rows[skip:]
+        n = len(rows)
+        per_row = np.bincount((rows.astype(np.int32) + 256 * np.arange(n)[:, None]).ravel(),
+                              minlength=256 * n).reshape(n, 256)
+        self.count += per_row.sum(axis=0)
+        self.area += row_pixel_areas_m2(self.crs, self.transform,
+                                        np.arange(self.next_row, self.next_row + n)) @ per_row
+        self.next_row += n
+
+
+def _decimals(src: rasterio.DatasetReader, crs) -> int | None:
+    """Decimals for GeoJSON in WGS84: 7 (about 1 cm), or more when the pixels are so fine
+    that rounding to 7 would move vertices by more than 1/20 of a pixel (7 decimals turned
+    one-pixel weeds of a 1 cm mask into lines); None for other outputs."""
+    px = pixel_size_m(src)
+    if crs is None or px is None:
+        return None
+    deg = px / M_PER_DEG_LAT  # a degree of latitude is the shortest: the finest need
+    return max(7, int(np.ceil(-np.log10(deg / 20))))
 
 
 def _chunked(batches: Iterator[Regions], limit: int | None) -> Iterator[Regions]:
@@ -203,7 +254,7 @@ def _px(area_m2: float, px_area_m2: float) -> int:
 
 
 def _regions(src, confidence, export, opts: VectorizeOptions, strip_rows, workers,
-             progress) -> Iterator[Regions]:
+             progress, junctions: Junctions, pixels: _PixelAreas) -> Iterator[Regions]:
     px_area = _pixel_area_m2(src)
     min_px, fill_px = _px(opts.min_area_m2, px_area), _px(opts.fill_holes_m2, px_area)
     connectivity = opts.connectivity
@@ -220,7 +271,9 @@ def _regions(src, confidence, export, opts: VectorizeOptions, strip_rows, worker
                                        dynamic_ncols=True))
 
         def read(y0: int, n: int) -> np.ndarray:
-            return src.read(1, window=Window(0, y0, src.width, n))
+            rows = src.read(1, window=Window(0, y0, src.width, n))
+            pixels.add(y0, rows)  # the mask as written, before any sieving
+            return rows
 
         if min_px > 1 or fill_px > 1:
             strips = sieve_strips(read, src.height, src.width, min_px=min_px, fill_px=fill_px,
@@ -236,25 +289,28 @@ def _regions(src, confidence, export, opts: VectorizeOptions, strip_rows, worker
                 if conf_src is not None:
                     vals = conf_src.read(1, window=Window(0, y0, src.width, rows.shape[0]))
                 bar.update(rows.shape[0])
+                junctions.add(y0, rows)
                 yield y0, rows, vals
 
         yield from polygonize_strips(with_values(), classes=export, connectivity=connectivity,
                                      workers=workers)
 
 
-def _to_frame(regions: Regions, *, src, names: dict[int, str], with_conf: bool,
-              simplify_m: float, source: str) -> gpd.GeoDataFrame:
+def _to_frame(regions: Regions, *, src, names: dict[int, str], junctions: Junctions,
+              with_conf: bool, simplify_m: float, source: str) -> gpd.GeoDataFrame:
+    """Attribute a chunk of regions; geometries are made valid, edge-matched (and simplified)
+    in pixel coordinates, then mapped to the raster's CRS vertex by vertex."""
     geoms = regions.geoms.copy()
-    t = src.transform
-    if simplify_m > 0 and len(geoms):
-        geoms = shapely.segmentize(geoms, 1.0)  # vertices at every pixel corner: T-junctions
-    geoms = shapely.transform(geoms, lambda xy: np.column_stack(
-        (t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f)))
-    if simplify_m > 0 and len(geoms):
-        geoms = simplify_coverage(geoms, simplify_m, src.crs)
     bad = ~shapely.is_valid(geoms)
     if bad.any():  # 8-connected regions touch themselves at pixel corners
         geoms[bad] = shapely.make_valid(geoms[bad], method="structure")
+    geoms = match_vertices(geoms, junctions)
+    if simplify_m > 0:
+        px = pixel_size_m(src) or abs(src.transform.a) or 1.0  # no CRS: raster units
+        geoms = simplify_coverage(geoms, regions.class_ids, simplify_m / px, junctions)
+    t = src.transform
+    geoms = shapely.transform(geoms, lambda xy: np.column_stack(
+        (t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f)))
     area, perim = metric_area_perimeter(geoms, src.crs)
     ids = regions.class_ids.astype(np.int32)
     data = {

@@ -164,7 +164,7 @@ def test_report_and_index(make_checkpoint, tmp_path):
     assert report["run"]["counts"] == {"done": 1, "skipped": 0, "failed": 0, "too-new": 0}
     row = _report(result)[0]
     summary = json.loads((out / "a" / "summary.json").read_text())
-    crop = summary["classes"]["crop"]["area_ha"]
+    crop = summary["classes"]["crop"]["area_ha_pixels"]
     assert float(row["crop_ha"]) == pytest.approx(crop, rel=1e-5)
     assert int(row["polygons"]) == summary["polygons"] > 0
     assert float(row["mpx_per_s"]) > 0 and float(row["seconds"]) > 0

@@ -24,14 +24,28 @@ def test_map_writes_every_documented_file(make_checkpoint, tmp_path, fmt, suffix
     assert names <= {p.name for p in out.iterdir()}
     assert json.loads((out / "summary.json").read_text()) == summary
     gdf = gpd.read_file(out / f"fields{suffix}")
+    with rasterio.open(out / "mask.tif") as m:
+        counts = np.bincount(m.read(1).ravel(), minlength=256)
+        px_m2 = abs(m.transform.a * m.transform.e)
+    assert set(summary["classes"]) == {"soil", "crop", "weed"}  # background included
+    assert set(summary["areas"]) == {"area_m2_pixels", "area_m2_polygons"}
     for name, c in summary["classes"].items():
-        got = gdf.loc[gdf.class_name == name, "area_m2"].sum()
-        assert c["area_m2"] == pytest.approx(got, rel=1e-9, abs=1e-12)
+        assert c["pixels"] == counts[c["class_id"]]
+        assert c["area_m2_pixels"] == pytest.approx(counts[c["class_id"]] * px_m2, rel=1e-9)
+        assert c["area_ha_pixels"] == pytest.approx(c["area_m2_pixels"] / 10_000)
         assert c["polygons"] == int((gdf.class_name == name).sum())
-    veg = sum(c["area_m2"] for c in summary["classes"].values() if c["class_id"])
+        if name == "soil":  # background never becomes polygons: no polygon area to report
+            assert c["area_m2_polygons"] is None and c["polygons"] == 0
+            continue
+        got = gdf.loc[gdf.class_name == name, "area_m2"].sum()
+        assert c["area_m2_polygons"] == pytest.approx(got, rel=1e-9, abs=1e-12)
+        assert c["area_ha_polygons"] == pytest.approx(got / 10_000, rel=1e-9, abs=1e-12)
+        # sieving only moves small regions into their surroundings: the two areas are close
+        assert c["area_m2_polygons"] == pytest.approx(c["area_m2_pixels"], rel=0.2, abs=0.01)
+    veg = sum(c["area_m2_pixels"] for c in summary["classes"].values() if c["class_id"])
     assert summary["vegetated_area_ha"] == pytest.approx(veg / 10_000)
     if veg:
-        weed = summary["classes"]["weed"]["area_m2"]
+        weed = summary["classes"]["weed"]["area_m2_pixels"]
         assert summary["weed_share_of_vegetation"] == pytest.approx(weed / veg)
     assert summary["model"]["sha256"] and summary["input"]["name"] == "field_small.tif"
     assert summary["parameters"]["min_area_m2"] == 0.0005
@@ -47,8 +61,11 @@ def test_map_human_summary_and_existing_folder(make_checkpoint, tmp_path):
     assert r.exit_code == 0, r.output
     assert "mapped in" in r.output
     lines = r.output.splitlines()
-    assert any(ln.split()[:1] == ["crop"] and "polygons" in ln for ln in lines), r.output
-    assert not any(ln.split()[:1] == ["soil"] for ln in lines)  # background is not mapped
+    assert any(ln.split()[:3] == ["class", "mask", "area"] and "polygons" in ln
+               for ln in lines), r.output
+    crop = next(ln.split() for ln in lines if ln.split()[:1] == ["crop"])
+    soil = next(ln.split() for ln in lines if ln.split()[:1] == ["soil"])
+    assert crop[3].isdigit() and soil[3:] == ["-", "-"], r.output  # soil has no polygons
     before = sorted(p.name for p in out.iterdir())
     r = run("map", SAMPLES / "field_small.tif", "-m", ckpt, "-o", out)
     assert_bad_input(r, "exists", "--overwrite")

@@ -7,9 +7,8 @@ import shapely
 from rasterio.transform import from_origin
 
 from agriseg.raster.io import pixel_size_m
-from agriseg.raster.units import metres_per_unit
+from agriseg.raster.units import metres_per_unit, row_pixel_areas_m2
 from agriseg.vector.attributes import metric_area_perimeter
-from agriseg.vector.simplify import tolerance_in_crs_units
 
 
 def test_projected_and_geographic_units():
@@ -30,4 +29,18 @@ def test_every_user_of_the_conversion_agrees(tmp_path):
     square = np.array([shapely.box(0, 0, 10, 10)])
     area, perim = metric_area_perimeter(square, "EPSG:2227")
     assert area[0] == pytest.approx(100 * (1200 / 3937) ** 2)
-    assert tolerance_in_crs_units(1200 / 3937, "EPSG:2227", square) == pytest.approx(1.0)
+    with rasterio.open(path) as src:
+        rows = row_pixel_areas_m2(src.crs, src.transform, np.arange(4))
+    assert rows == pytest.approx(np.full(4, 0.01 * (1200 / 3937) ** 2))
+
+
+def test_pixel_areas_in_a_geographic_crs_follow_the_latitude():
+    t = from_origin(21.0, 60.0, 1e-5, 1e-5)  # 1e-5 degrees: about 0.56 m x 1.1 m at 60 N
+    rows = np.array([0, 1_000_000 // 2])  # 60 N and 55 N
+    got = row_pixel_areas_m2("EPSG:4326", t, rows)
+    pixels = np.array([shapely.box(21.0, 60.0 - 1e-5, 21.0 + 1e-5, 60.0),
+                       shapely.box(21.0, 55.0 - 1e-5, 21.0 + 1e-5, 55.0)])
+    exact = [metric_area_perimeter(pixels[i:i + 1], "EPSG:4326")[0][0] for i in range(2)]
+    assert got == pytest.approx(exact, rel=1e-6)
+    assert got[1] / got[0] == pytest.approx(np.cos(np.radians(55)) / np.cos(np.radians(60)),
+                                            rel=2e-3)
