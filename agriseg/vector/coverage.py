@@ -34,7 +34,8 @@ class Junctions:
         self._prev = np.full(width, OUTSIDE, dtype=np.int16)  # the row above the next strip
         self._next_row = 0
         self._parts: list[np.ndarray] = []
-        self._keys = np.zeros(0, dtype=np.int64)
+        self._keys = np.zeros(0, dtype=np.int64)  # row-major: y * (width + 1) + x, sorted
+        self._cols = np.zeros(0, dtype=np.int64)  # the same, column-major: x * (height + 1) + y
 
     def add(self, y0: int, rows: np.ndarray) -> None:
         """Take mask rows ``y0 .. y0 + len(rows)``, which must follow the previous ones."""
@@ -54,13 +55,47 @@ class Junctions:
         self._next_row = y0 + len(rows)
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
-        if self._parts:
-            self._keys = np.concatenate([self._keys, *self._parts])
-            self._parts = []
+        """Which of the corner ``keys`` are junctions."""
+        self._consolidate()
         if not len(self._keys):
             return np.zeros(len(keys), dtype=bool)
         at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
         return self._keys[at] == keys
+
+    def on_edges(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Junctions strictly between the corners ``a`` and ``b`` of axis-parallel edges.
+
+        Per edge, the index range ``[lo, hi)`` of its junctions for :meth:`points`, in which
+        they are sorted along the edge (ascending x for horizontal edges, y for vertical).
+        """
+        self._consolidate()
+        horizontal = a[:, 1] == b[:, 1]
+        lo_xy, hi_xy = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+        w1, h1 = self.width + 1, self.height + 1
+        rows = (np.searchsorted(self._keys, lo_xy[:, 1] * w1 + lo_xy[:, 0] + 1),
+                np.searchsorted(self._keys, hi_xy[:, 1] * w1 + hi_xy[:, 0]))
+        cols = (np.searchsorted(self._cols, lo_xy[:, 0] * h1 + lo_xy[:, 1] + 1),
+                np.searchsorted(self._cols, hi_xy[:, 0] * h1 + hi_xy[:, 1]))
+        n = len(self._keys)
+        return (np.where(horizontal, rows[0], cols[0] + n),
+                np.where(horizontal, rows[1], cols[1] + n))
+
+    def points(self, index: np.ndarray) -> np.ndarray:
+        """Corners (x, y) by :meth:`on_edges` index: the row-major keys, then the
+        column-major ones."""
+        w1, h1 = self.width + 1, self.height + 1
+        key = np.concatenate([self._keys, self._cols])[index]
+        row = index < len(self._keys)
+        x = np.where(row, key % w1, key // h1)
+        y = np.where(row, key // w1, key % h1)
+        return np.column_stack([x, y]).astype(np.float64)
+
+    def _consolidate(self) -> None:
+        if self._parts:
+            self._keys = np.concatenate([self._keys, *self._parts])
+            self._parts = []
+            w1, h1 = self.width + 1, self.height + 1
+            self._cols = np.sort((self._keys % w1) * h1 + self._keys // w1)
 
     def __len__(self) -> int:
         return len(self._keys) + sum(len(p) for p in self._parts)
@@ -80,14 +115,46 @@ def match_vertices(geoms: np.ndarray, junctions: Junctions) -> np.ndarray:
     """Rebuild pixel-coordinate polygons with a vertex at every turn and every junction.
 
     ``geoms`` are Polygons/MultiPolygons whose edges run along pixel edges (as the polygonizer
-    makes them, seams merged). Every ring is cut at each pixel corner, and only its turning
-    corners and the junctions stay; a ring starts at a turning corner.
+    makes them, seams merged). Each ring keeps its turning corners and the junctions among its
+    vertices, drops other collinear vertices, gains the junctions that lie on its edges, and
+    starts at a turning corner. The work is per vertex and per junction, never per pixel.
     """
     if len(geoms) == 0:
         return geoms
-    typ, coords, offsets = shapely.to_ragged_array(shapely.segmentize(geoms, 1.0))
-    coords = np.rint(coords)  # segmentize interpolates; the corners are integers
-    ring_off = offsets[0]
+    typ, coords, offsets = shapely.to_ragged_array(geoms)
+    v, ring = _turns_and_junctions(np.rint(coords), offsets[0], junctions)
+    nxt = np.arange(len(v)) + 1  # each kept vertex's successor in its ring, cyclically
+    last = np.flatnonzero(np.diff(np.append(ring, -1)) != 0)
+    first = np.concatenate([[0], last[:-1] + 1])
+    nxt[last] = first
+    lo, hi = junctions.on_edges(v, v[nxt])
+    extra = hi - lo  # junctions strictly inside each edge
+    ascending = (v[nxt] - v).sum(axis=1) > 0
+    per_vertex = 1 + extra
+    total = int(per_vertex.sum())
+    starts = np.cumsum(per_vertex) - per_vertex
+    out_vertex = np.repeat(np.arange(len(v)), per_vertex)
+    k = np.arange(total) - starts[out_vertex]  # 0: the vertex itself, 1..: inserted ones
+    pts = v[out_vertex].copy()
+    ins = k > 0
+    e = out_vertex[ins]
+    index = np.where(ascending[e], lo[e] + k[ins] - 1, hi[e] - k[ins])
+    pts[ins] = junctions.points(index)
+    ring_out = ring[out_vertex]
+    counts = np.bincount(ring_out, minlength=len(offsets[0]) - 1)
+    out_off = np.concatenate([[0], np.cumsum(counts + 1)])
+    out = np.empty((out_off[-1], 2))
+    ring_start = np.cumsum(counts) - counts
+    out[np.repeat(out_off[:-1], counts) + np.arange(total) - np.repeat(ring_start,
+                                                                       counts)] = pts
+    out[out_off[1:] - 1] = pts[ring_start]  # close each ring
+    return shapely.from_ragged_array(typ, out, (out_off, *offsets[1:]))
+
+
+def _turns_and_junctions(coords: np.ndarray, ring_off: np.ndarray, junctions: Junctions
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The turning and junction vertices of every ring (open, each starting at a turning
+    corner) and the ring each belongs to."""
     lens = np.diff(ring_off) - 1  # open ring lengths (the closing vertex repeats the first)
     n_rings = len(lens)
     ring = np.repeat(np.arange(n_rings), lens)
@@ -101,14 +168,7 @@ def match_vertices(geoms: np.ndarray, junctions: Junctions) -> np.ndarray:
     keys = v[:, 1].astype(np.int64) * (junctions.width + 1) + v[:, 0].astype(np.int64)
     keep = turn | junctions.contains(keys)
     first = np.full(n_rings, np.iinfo(np.int64).max)
-    np.minimum.at(first, ring[turn], pos[turn])  # start each ring at a turning corner
+    np.minimum.at(first, ring[turn], pos[turn])
     order = np.lexsort(((pos - first[ring]) % size, ring))
     kept = order[keep[order]]
-    counts = np.bincount(ring[kept], minlength=n_rings)
-    out_off = np.concatenate([[0], np.cumsum(counts + 1)])
-    out = np.empty((out_off[-1], 2))
-    ring_start = np.cumsum(counts) - counts
-    out[np.repeat(out_off[:-1], counts) + np.arange(len(kept)) - np.repeat(ring_start,
-                                                                           counts)] = v[kept]
-    out[out_off[1:] - 1] = v[kept][ring_start]  # close each ring
-    return shapely.from_ragged_array(typ, out, (out_off, *offsets[1:]))
+    return v[kept], ring[kept]

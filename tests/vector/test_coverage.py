@@ -44,15 +44,19 @@ def read(path):
     return gdf, np.array(gdf.geometry.values)
 
 
-def test_a_t_junction_is_a_vertex_of_every_polygon_through_it(tmp_path):
+@pytest.mark.parametrize("transpose", [False, True])
+def test_a_t_junction_is_a_vertex_of_every_polygon_through_it(tmp_path, transpose):
     mask = np.zeros((4, 6), np.uint8)
     mask[:, :3] = 1   # crop on the left, 3 px wide and 4 tall: its right edge runs straight
     mask[:2, 3:] = 2  # weed top right, soil bottom right: they meet the crop at (3, 2)
-    src = write_mask(tmp_path / "t.tif", mask, transform=from_origin(0, 4, 1, 1))
+    junction = (3.0, 2.0)
+    if transpose:  # the same with a horizontal edge
+        mask, junction = np.ascontiguousarray(mask.T), (2.0, 3.0)
+    src = write_mask(tmp_path / "t.tif", mask, transform=from_origin(0, 0, 1, -1))
     vectorize_mask(src, tmp_path / "t.gpkg", classes=ALL)
     gdf, geoms = read(tmp_path / "t.gpkg")
     crop = geoms[gdf.class_name == "crop"][0]
-    assert (3.0, 2.0) in {tuple(c) for c in shapely.get_coordinates(crop)}
+    assert junction in {tuple(c) for c in shapely.get_coordinates(crop)}
     assert shapely.get_num_coordinates(crop) == 6  # 4 corners, the junction, the closing one
     assert shapely.coverage_is_valid(geoms)
 
