@@ -214,3 +214,15 @@ def test_every_format_reads_back_as_an_exact_coverage(tmp_path, suffix):
     assert gdf.crs.to_epsg() == 4326 and len(gdf) > 100
     geoms = np.array(gdf.geometry.values)
     assert shapely.is_valid(geoms).all() and shapely.coverage_is_valid(geoms)
+
+
+def test_geographic_mask_pixel_and_polygon_areas_agree(tmp_path):
+    """In degrees a pixel's ground area shrinks with latitude: the mask's per-row pixel areas
+    and the polygons' equal-area areas describe the same ground."""
+    mask = busy_field(120, 90)
+    t = from_origin(21.0, 60.01, 2e-7, 1e-7)  # about 1.1 cm x 1.1 cm at 60 N
+    src = write_mask(tmp_path / "g.tif", mask, crs="EPSG:4326", transform=t)
+    r = vectorize_mask(src, tmp_path / "g.gpkg", classes=ALL)
+    for name in ALL:
+        assert r.area_m2_per_class[name] == pytest.approx(r.pixel_area_m2_per_class[name],
+                                                          rel=1e-6)
