@@ -1,0 +1,89 @@
+"""Weed cover per grid cell, from a class mask (streamed) or from weed polygons (exact).
+
+A mask is read in strips of rows, never whole. Each valid pixel is assigned to the cell that
+holds its centre — the centre is transformed into the grid's CRS (any CRS, any heading), floored
+to a cell index, and weed and valid pixels are counted per cell with ``np.bincount``. Because a
+pixel only needs its centre mapped, any number of grids (the rotated metric grid and ISO-XML's
+longitude/latitude grid) are filled in the same single pass over the mask. A pixel that
+straddles a cell edge counts wholly for the cell of its centre; at 1 cm pixels and metre cells
+that is an error of under 1% of a cell's edge row, and the spray buffer covers it.
+
+Polygons give exact shares instead: the area of weed polygons inside each cell (measured in
+metres) over the cell's area.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import rasterio
+import shapely
+from pyproj import CRS, Transformer
+from rasterio.windows import Window
+
+from agriseg.prescribe.grid import CellGrid
+from agriseg.prescribe.source import WeedMap
+from agriseg.raster.io import gdal_env, open_raster
+from agriseg.vector.attributes import metric_area_perimeter
+
+STRIP_PIXELS = 4_000_000  # pixels per strip: about 40 MB of index arrays at most
+
+
+def mask_counts(weed_map: WeedMap, grids: Sequence[CellGrid]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(weed_pixels, valid_pixels)`` per cell (flat arrays) for each grid, in one pass."""
+    counts = [(np.zeros(g.size, np.int64), np.zeros(g.size, np.int64)) for g in grids]
+    weed_ids = np.array(weed_map.weed_ids)
+    with open_raster(weed_map.path) as src, gdal_env(src):
+        to_grid = [_transformer(weed_map.crs, g.crs) for g in grids]
+        rows_per_strip = max(1, STRIP_PIXELS // src.width)
+        for r0 in range(0, src.height, rows_per_strip):
+            h = min(rows_per_strip, src.height - r0)
+            data = src.read(1, window=Window(0, r0, src.width, h))
+            valid = np.ones(data.shape, bool) if src.nodata is None \
+                else data != np.array(src.nodata).astype(data.dtype)
+            rr, cc = np.nonzero(valid)
+            if not len(rr):
+                continue
+            weed = np.isin(data[rr, cc], weed_ids)
+            x, y = rasterio.transform.xy(src.transform, rr + r0, cc, offset="center")
+            x, y = np.asarray(x, float), np.asarray(y, float)
+            for grid, tr, (weed_n, valid_n) in zip(grids, to_grid, counts, strict=True):
+                gx, gy = (x, y) if tr is None else tr.transform(x, y)
+                flat = grid.flat_index(gx, gy)
+                inside = flat >= 0
+                valid_n += np.bincount(flat[inside], minlength=grid.size)
+                weed_n += np.bincount(flat[inside & weed], minlength=grid.size)
+    return counts
+
+
+def polygon_weed_area(weed_map: WeedMap, grid: CellGrid, cells: np.ndarray) -> np.ndarray:
+    """Weed area (m²) inside each of ``cells`` (polygons in the grid's CRS, flat order)."""
+    area = np.zeros(len(cells))
+    geoms = weed_map.weed_geoms
+    if geoms is None or not len(geoms):
+        return area
+    tr = _transformer(weed_map.crs, grid.crs)
+    if tr is not None:
+        geoms = to_crs(geoms, tr)
+    cell_i, weed_i = shapely.STRtree(geoms).query(cells, predicate="intersects")
+    if not len(cell_i):
+        return area
+    parts = shapely.intersection(cells[cell_i], geoms[weed_i])
+    part_area = metric_area_perimeter(parts, grid.crs)[0]
+    np.add.at(area, cell_i, part_area)
+    return area
+
+
+def _transformer(src: CRS, dst: CRS) -> Transformer | None:
+    return None if src.equals(dst) else Transformer.from_crs(src, dst, always_xy=True)
+
+
+def to_crs(geoms, tr: Transformer, segment: float | None = None):
+    """``geoms`` (a geometry or an array) through ``tr``; ``segment`` densifies edges first
+    so that straight edges stay faithful where the transformation bends them."""
+    if segment:
+        geoms = shapely.segmentize(geoms, segment)
+    return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0],
+                                                                            xy[:, 1])))
