@@ -104,10 +104,13 @@ def covering_grid(crs: CRS, points: np.ndarray, width: float, length: float,
     probe = CellGrid(crs, 0.0, 0.0, 1.0, 1.0, heading_deg, 1, 1, 1.0, 1.0)
     a, b = probe.cell_coords(points[:, 0], points[:, 1])
     across, along = probe._axes()
-    x0 = a.min() * across[0] + b.min() * along[0]
-    y0 = a.min() * across[1] + b.min() * along[1]
-    n_cols = max(1, math.ceil((a.max() - a.min()) / width - 1e-9))
-    n_rows = max(1, math.ceil((b.max() - b.min()) / length - 1e-9))
+    # the origin steps back by 1e-7 of a cell, so rounding in the rotation never puts the
+    # field's first point at index -1
+    a0, b0 = a.min() - 1e-7 * width, b.min() - 1e-7 * length
+    x0 = a0 * across[0] + b0 * along[0]
+    y0 = a0 * across[1] + b0 * along[1]
+    n_cols = max(1, math.ceil((a.max() - a.min()) / width - 1e-6))
+    n_rows = max(1, math.ceil((b.max() - b.min()) / length - 1e-6))
     return CellGrid(crs, float(x0), float(y0), width, length, heading_deg, n_cols, n_rows,
                     width_m, length_m)
 
