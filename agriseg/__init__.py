@@ -34,7 +34,7 @@ _LAZY = {
     "evaluate": ("agriseg.jobs.evaluate", "evaluate_model"),
     "train": ("agriseg.training.loop", "train"),
     "run_batch": ("agriseg.batch.run", "run_batch"),
-    "prescribe": ("agriseg.prescribe", "prescribe"),
+    "prescribe": ("agriseg.spray", "prescribe"),
     "load_model": ("agriseg.models.checkpoint", "load_model"),
     "Model": ("agriseg.models.checkpoint", "Model"),
     "PredictOptions": ("agriseg.options", "PredictOptions"),

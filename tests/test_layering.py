@@ -32,7 +32,7 @@ FORBIDDEN = {
     "options": {"*"},
     "hashing": {"*"},
     "batch": {"cli", "sampledata", "training"},
-    "prescribe": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
+    "spray": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
     "samples": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
 }
 ALWAYS_ALLOWED = {"constants", "errors"}

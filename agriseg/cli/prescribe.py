@@ -6,8 +6,8 @@ from __future__ import annotations
 import click
 
 from agriseg.cli.options import echo_json, json_opt, overwrite_opt, parse_names
-from agriseg.prescribe.isoxml import UNITS
-from agriseg.prescribe.job import FORMATS
+from agriseg.spray.isoxml import UNITS
+from agriseg.spray.job import FORMATS
 
 
 def _share(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -57,7 +57,7 @@ def _share(ctx: click.Context, param: click.Parameter, value: str) -> float:
 def command(weed_map: str, output: str, overwrite: bool, as_json: bool, **options) -> None:
     """Turn the weed map MAP (class mask, 'agriseg map' folder or class polygons) into a
     spot-spray prescription: a grid of spray cells, each at the rate or 0."""
-    from agriseg.prescribe import prescribe  # geopandas and scipy: only when run
+    from agriseg.spray import prescribe  # geopandas and scipy: only when run
 
     r = prescribe(weed_map, output, overwrite=overwrite, **options)
     if as_json:

@@ -34,8 +34,8 @@ import numpy as np
 
 from agriseg import __version__
 from agriseg.errors import ConfigError
-from agriseg.prescribe.grid import ISO_POSITION_DECIMALS, ISO_SIZE_DECIMALS
-from agriseg.prescribe.rates import CellPlan
+from agriseg.spray.grid import ISO_POSITION_DECIMALS, ISO_SIZE_DECIMALS
+from agriseg.spray.rates import CellPlan
 
 # units -> (DDI, DDI units per unit of rate, product quantity unit)
 UNITS = {"l/ha": (1, 10_000, "l"), "kg/ha": (6, 100, "kg")}

@@ -22,9 +22,9 @@ import shapely
 from pyproj import CRS, Transformer
 from rasterio.windows import Window
 
-from agriseg.prescribe.grid import CellGrid
-from agriseg.prescribe.source import WeedMap
 from agriseg.raster.io import gdal_env, open_raster
+from agriseg.spray.grid import CellGrid
+from agriseg.spray.source import WeedMap
 from agriseg.vector.attributes import metric_area_perimeter
 
 STRIP_PIXELS = 4_000_000  # pixels per strip: about 40 MB of index arrays at most

@@ -6,6 +6,6 @@ modules are its steps: ``source`` (the weed map and boundary), ``grid`` (cells),
 share per cell), ``rates`` (threshold, buffer, headland), ``writers``/``isoxml`` (outputs).
 """
 
-from agriseg.prescribe.job import FORMATS, PrescriptionResult, prescribe
+from agriseg.spray.job import FORMATS, PrescriptionResult, prescribe
 
 __all__ = ["FORMATS", "PrescriptionResult", "prescribe"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 
-from agriseg.prescribe.rates import CellPlan
+from agriseg.spray.rates import CellPlan
 from agriseg.vector.export import write_polygons
 
 LAYER = "prescription"

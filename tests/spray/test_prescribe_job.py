@@ -14,7 +14,7 @@ import shapely
 from conftest import WEED_PATCHES, weed_field
 from pyproj import CRS, Transformer
 
-from agriseg.prescribe import prescribe
+from agriseg.spray import prescribe
 from agriseg.vector.attributes import metric_area_perimeter
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_tiles"
@@ -165,7 +165,7 @@ def test_map_folder_mask_and_polygons_give_the_same_prescription(tmp_path):
 
 def test_the_map_folder_mask_name_is_agriseg_maps():
     from agriseg.jobs.fieldmap import MASK_NAME
-    from agriseg.prescribe.source import MAP_MASK_NAME
+    from agriseg.spray.source import MAP_MASK_NAME
 
     assert MAP_MASK_NAME == MASK_NAME
 

@@ -25,12 +25,12 @@ from agriseg import __version__
 from agriseg.errors import ConfigError, OutputError
 from agriseg.hashing import file_sha256
 from agriseg.outputs import atomic_dir
-from agriseg.prescribe import rates
-from agriseg.prescribe.cover import mask_counts, polygon_weed_area, to_crs
-from agriseg.prescribe.grid import CellGrid, field_grid, lonlat_grid, metric_crs
-from agriseg.prescribe.isoxml import ddi_for, rate_value, write_taskdata
-from agriseg.prescribe.source import WeedMap, open_weed_map, read_boundary
-from agriseg.prescribe.writers import write_geopackage, write_shapefile_zip
+from agriseg.spray import rates
+from agriseg.spray.cover import mask_counts, polygon_weed_area, to_crs
+from agriseg.spray.grid import CellGrid, field_grid, lonlat_grid, metric_crs
+from agriseg.spray.isoxml import ddi_for, rate_value, write_taskdata
+from agriseg.spray.source import WeedMap, open_weed_map, read_boundary
+from agriseg.spray.writers import write_geopackage, write_shapefile_zip
 
 FORMATS = ("shp", "isoxml", "gpkg")
 REPORT_NAME = "prescription.json"

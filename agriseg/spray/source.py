@@ -65,6 +65,9 @@ def _mask_map(p: Path, weed_class) -> WeedMap:
         if src.crs is None:
             raise RasterError(f"{p}: mask has no CRS; a prescription needs georeferenced "
                               f"cells (assign one with gdal_edit.py -a_srs)")
+        if src.count != 1:
+            raise RasterError(f"{p}: has {src.count} bands, a class mask has one; pass the "
+                              f"mask that 'agriseg predict' or 'map' writes, not the image")
         if src.dtypes[0] not in ("uint8", "uint16", "int16", "int32", "uint32"):
             raise RasterError(f"{p}: band 1 is {src.dtypes[0]}, not class ids; pass the "
                               f"class mask (uint8) that 'agriseg predict' or 'map' writes")

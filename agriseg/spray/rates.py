@@ -34,8 +34,8 @@ import shapely
 from pyproj import Transformer
 from scipy import ndimage
 
-from agriseg.prescribe.cover import to_crs
-from agriseg.prescribe.grid import CellGrid
+from agriseg.spray.cover import to_crs
+from agriseg.spray.grid import CellGrid
 from agriseg.vector.attributes import metric_area_perimeter
 
 

@@ -7,14 +7,14 @@ import pytest
 import shapely
 from pyproj import CRS, Geod
 
-from agriseg.prescribe.grid import (
+from agriseg.spray.grid import (
     CellGrid,
     covering_grid,
     field_grid,
     lonlat_grid,
     metric_crs,
 )
-from agriseg.prescribe.rates import grow, headland_cells, reach
+from agriseg.spray.rates import grow, headland_cells, reach
 
 UTM = CRS.from_epsg(32634)
 
