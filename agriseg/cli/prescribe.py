@@ -44,7 +44,8 @@ def _share(ctx: click.Context, param: click.Parameter, value: str) -> float:
               metavar="METRES", help="Also spray cells closer than this to a triggered cell.")
 @click.option("--rate", type=float, default=150.0, show_default=True,
               help="Application rate of sprayed cells.")
-@click.option("--units", type=click.Choice(sorted(UNITS)), default="l/ha", show_default=True)
+@click.option("--units", type=click.Choice(sorted(UNITS)), default="l/ha", show_default=True,
+              help="Rate units (ISO-XML: DDI 1 volume or DDI 6 mass per area).")
 @click.option("--headland", "headland_m", type=float, default=0.0, show_default=True,
               metavar="METRES", help="Spray this wide a strip inside the field edge at the "
                                      "rate everywhere.")

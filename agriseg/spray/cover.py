@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import rasterio
 import shapely
+from affine import Affine
 from pyproj import CRS, Transformer
 from rasterio.windows import Window
 
@@ -27,7 +27,7 @@ from agriseg.spray.grid import CellGrid
 from agriseg.spray.source import WeedMap
 from agriseg.vector.attributes import metric_area_perimeter
 
-STRIP_PIXELS = 4_000_000  # pixels per strip: about 40 MB of index arrays at most
+STRIP_PIXELS = 1_000_000  # pixels per strip: a few arrays of 8 MB each
 
 
 def mask_counts(weed_map: WeedMap, grids: Sequence[CellGrid]
@@ -37,25 +37,49 @@ def mask_counts(weed_map: WeedMap, grids: Sequence[CellGrid]
     weed_ids = np.array(weed_map.weed_ids)
     with open_raster(weed_map.path) as src, gdal_env(src):
         to_grid = [_transformer(weed_map.crs, g.crs) for g in grids]
+        cols = np.arange(src.width) + 0.5
         rows_per_strip = max(1, STRIP_PIXELS // src.width)
         for r0 in range(0, src.height, rows_per_strip):
             h = min(rows_per_strip, src.height - r0)
             data = src.read(1, window=Window(0, r0, src.width, h))
             valid = np.ones(data.shape, bool) if src.nodata is None \
                 else data != np.array(src.nodata).astype(data.dtype)
-            rr, cc = np.nonzero(valid)
-            if not len(rr):
+            if not valid.any():
                 continue
-            weed = np.isin(data[rr, cc], weed_ids)
-            x, y = rasterio.transform.xy(src.transform, rr + r0, cc, offset="center")
-            x, y = np.asarray(x, float), np.asarray(y, float)
+            weed = np.isin(data, weed_ids)[valid]
+            rows = np.arange(r0, r0 + h) + 0.5
             for grid, tr, (weed_n, valid_n) in zip(grids, to_grid, counts, strict=True):
-                gx, gy = (x, y) if tr is None else tr.transform(x, y)
-                flat = grid.flat_index(gx, gy)
+                if tr is None:  # pixel -> cell is one affine map: no coordinates needed
+                    flat = _affine_cells(grid, src.transform, cols, rows)[valid]
+                else:
+                    x, y = _pixel_centres(src.transform, cols, rows)
+                    flat = grid.flat_index(*tr.transform(x[valid], y[valid]))
                 inside = flat >= 0
                 valid_n += np.bincount(flat[inside], minlength=grid.size)
                 weed_n += np.bincount(flat[inside & weed], minlength=grid.size)
     return counts
+
+
+def _pixel_centres(t: Affine, cols: np.ndarray, rows: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Map coordinates of the pixel centres ``cols`` x ``rows`` (already + 0.5), as
+    (rows, cols) arrays: an affine map is separable, so no per-pixel matrix product."""
+    x = (t.c + t.a * cols)[None, :] + (t.b * rows)[:, None]
+    y = (t.f + t.d * cols)[None, :] + (t.e * rows)[:, None]
+    return x, y
+
+
+def _affine_cells(grid: CellGrid, t: Affine, cols: np.ndarray, rows: np.ndarray
+                  ) -> np.ndarray:
+    """Flat cell index (-1 outside) of pixel centres when the grid shares the mask's CRS:
+    the fractional cell position is an affine function of the pixel position."""
+    px = np.array([0.0, 1.0, 0.0])
+    py = np.array([0.0, 0.0, 1.0])
+    c, r = grid.cell_coords(t.c + t.a * px + t.b * py, t.f + t.d * px + t.e * py)
+    col = np.floor((c[0] + (c[1] - c[0]) * cols)[None, :] + ((c[2] - c[0]) * rows)[:, None])
+    row = np.floor((r[0] + (r[1] - r[0]) * cols)[None, :] + ((r[2] - r[0]) * rows)[:, None])
+    inside = (col >= 0) & (col < grid.n_cols) & (row >= 0) & (row < grid.n_rows)
+    return np.where(inside, row * grid.n_cols + col, -1).astype(np.int64)
 
 
 def polygon_weed_area(weed_map: WeedMap, grid: CellGrid, cells: np.ndarray) -> np.ndarray:
