@@ -5,8 +5,10 @@ import math
 import numpy as np
 import pytest
 import shapely
-from pyproj import CRS, Geod
+from affine import Affine
+from pyproj import CRS, Geod, Transformer
 
+from agriseg.spray.cover import _pixel_centres, _projected_centres
 from agriseg.spray.grid import (
     CellGrid,
     covering_grid,
@@ -131,3 +133,18 @@ def test_headland_with_boundary_is_the_strip_inside_it():
     d = shapely.distance(cells, boundary.exterior)
     assert np.array_equal(head[field], d[field] < 2.0 - 1e-6)
     assert 0 < head.sum() < field.sum()
+
+
+@pytest.mark.parametrize("src,dst,t", [
+    ("EPSG:32634", "EPSG:4326", Affine(0.01, 0, 500_000, 0, -0.01, 4_650_000)),
+    ("EPSG:32634", "EPSG:4326", Affine(0.05, 0.01, 300_000, 0.01, -0.05, 4_650_000)),
+    ("EPSG:4326", "EPSG:32634", Affine(1.8e-7, 0, 21.0, 0, -1.8e-7, 42.0))])
+@pytest.mark.parametrize("width,height", [(1000, 130), (1000, 1), (37, 65), (1, 1)])
+def test_pixel_centres_from_the_lattice_are_within_a_micrometre(src, dst, t, width, height):
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    cols, rows = np.arange(width) + 0.5, np.arange(500, 500 + height) + 0.5
+    x, y = _projected_centres(tr, t, cols, rows)
+    ex, ey = tr.transform(*_pixel_centres(t, cols, rows))
+    assert x.shape == y.shape == (height, width)
+    tol = 1e-6 / 111_000 if dst == "EPSG:4326" else 1e-6
+    assert np.abs(x - ex).max() < tol and np.abs(y - ey).max() < tol
