@@ -6,7 +6,8 @@ The rules, and why:
   with positive area, and its polygon and area are clipped to the boundary (so the reported
   areas are the field's, and a terminal with boundary shut-off sprays exactly those). Without a
   boundary, the field is every cell holding at least one valid (non-nodata) mask pixel, whole
-  (for polygon input: every cell of the grid over the polygons' extent).
+  (for polygon input: every cell of the grid over the polygons' extent). What the mask does
+  not cover (no data, off the raster) counts as weed-free: a share of 0.
 * **Threshold.** A field cell is *triggered* when it holds weed and its weed share (weed pixels
   over valid pixels, or weed area over cell area) is at or above ``threshold``. With threshold 0
   every cell with any weed pixel is triggered, so every weed pixel lies in a sprayed cell; with a

@@ -182,3 +182,15 @@ def test_sample_tile_report(tmp_path):
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
         "prescription.zip", "prescription.gpkg", "prescription.json", "TASKDATA"}
     assert WEED_PATCHES  # the generated field's patches are what the other tests cover
+
+
+def test_weed_classes_by_default_name_or_id():
+    from agriseg.errors import VectorError
+    from agriseg.spray.source import pick_weed_classes
+
+    names = {0: "soil", 1: "crop", 2: "broadleaf_weed", 3: "grass_WEED", 4: "class_4"}
+    assert pick_weed_classes(names, None, "m") == ((2, 3), ("broadleaf_weed", "grass_WEED"))
+    assert pick_weed_classes(names, "Grass_weed", "m") == ((3,), ("grass_WEED",))
+    assert pick_weed_classes(names, ["1", 4], "m") == ((1, 4), ("crop", "class_4"))
+    with pytest.raises(VectorError, match=r"'7' is not a class .*0=soil, 1=crop"):
+        pick_weed_classes(names, "7", "m")
