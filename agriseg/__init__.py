@@ -11,6 +11,7 @@ command line, one function per command, always source, then destination, then ke
     agriseg.evaluate(["a.tif"], ["a_labels.tif"], model="m.safetensors")
     agriseg.train("configs/train/sample.yaml", epochs=2)
     agriseg.run_batch(["incoming/"], "maps/", min_age_s=600)  # agriseg batch
+    agriseg.prescribe("field-map/", "spray/", formats=("shp", "isoxml"))
     model = agriseg.load_model("m.safetensors")
     agriseg.predict_array(pixels, model).classes
 
@@ -33,6 +34,7 @@ _LAZY = {
     "evaluate": ("agriseg.jobs.evaluate", "evaluate_model"),
     "train": ("agriseg.training.loop", "train"),
     "run_batch": ("agriseg.batch.run", "run_batch"),
+    "prescribe": ("agriseg.spray", "prescribe"),
     "load_model": ("agriseg.models.checkpoint", "load_model"),
     "Model": ("agriseg.models.checkpoint", "Model"),
     "PredictOptions": ("agriseg.options", "PredictOptions"),

@@ -45,14 +45,16 @@ ORIGIN = (500000.0, 4650000.0)
 
 def write_raster(path: Path, data: np.ndarray, *, crs: str | None = CRS, pixel_size: float = 0.01,
                  nodata: float | None = None, descriptions: Sequence[str] | None = None,
-                 alpha: bool = False, blocksize: int = 256, **extra) -> Path:
-    """Write ``data`` (bands, rows, cols) as a tiled GeoTIFF."""
+                 alpha: bool = False, blocksize: int = 256,
+                 origin: tuple[float, float] = ORIGIN, **extra) -> Path:
+    """Write ``data`` (bands, rows, cols) as a tiled GeoTIFF; ``origin``: its top-left
+    corner in ``crs``."""
     count, height, width = data.shape
     profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
                    nodata=nodata, tiled=True, blockxsize=blocksize, blockysize=blocksize,
                    compress="deflate", **extra)
     if crs is not None:
-        profile.update(crs=crs, transform=from_origin(*ORIGIN, pixel_size, pixel_size))
+        profile.update(crs=crs, transform=from_origin(*origin, pixel_size, pixel_size))
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         if descriptions:
@@ -148,3 +150,31 @@ def fields(tmp_path_factory) -> Path:
     for i in range(3):
         squares_field(folder / f"f{i}.tif", folder / f"f{i}_labels.tif", seed=i)
     return folder
+
+
+# A 12 m x 10 m field at 2 cm (600 x 500 px): soil with crop rows, three weed patches of known
+# size, and a no-data triangle in the north-east corner. Patches are (row, col, rows, cols).
+WEED_PATCHES = ((60, 80, 30, 20), (260, 300, 12, 40), (430, 520, 25, 25))
+
+
+def weed_field(path: Path, *, crs: str = CRS, geographic: bool = False,
+               classes: Sequence[str] = ("soil", "crop", "weed"), pixel_size: float = 0.02,
+               patches=WEED_PATCHES) -> Path:
+    """Write the generated weed-map mask; ``geographic`` puts it in EPSG:4326 near 21E 42N
+    with about the same ground size."""
+    import json
+
+    mask = np.zeros((500, 600), np.uint8)
+    mask[:, ::25] = 1  # crop rows every 0.5 m
+    for r, c, h, w in patches:
+        mask[r:r + h, c:c + w] = 2
+    rr, cc = np.mgrid[0:500, 0:600]
+    mask[cc - rr > 520] = 255  # no data in the north-east corner
+    kw: dict = {"crs": crs, "pixel_size": pixel_size}
+    if geographic:
+        kw = {"crs": "EPSG:4326", "pixel_size": pixel_size / 111_000.0,
+              "origin": (21.0, 42.0)}
+    path = write_raster(path, mask[None], nodata=255, **kw)
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(classes=json.dumps(list(classes)))
+    return path

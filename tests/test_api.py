@@ -11,13 +11,14 @@ import agriseg
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ["predict", "predict_array", "vectorize", "map_field", "evaluate", "train",
-             "load_model"]
+             "load_model", "prescribe"]
 
 
 def test_importing_agriseg_loads_no_torch():
     code = ("import sys, agriseg; agriseg.vectorize; agriseg.PredictOptions; "
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "agriseg.predict; assert 'torch' not in sys.modules, 'predict imported torch'; "
+            "agriseg.prescribe; assert 'torch' not in sys.modules, 'prescribe imported torch'; "
             "agriseg.load_model; assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -80,6 +81,8 @@ def test_info_vectorize_and_batch_commands_load_no_torch(tmp_path):
     for args in (["info", tiles / "field_small.tif"],
                  ["-q", "vectorize", tiles / "field_small_labels.tif", "-o",
                   tmp_path / "f.gpkg"],
-                 ["-q", "batch", tiles / "field_small.tif", "-o", tmp_path / "maps"]):
+                 ["-q", "batch", tiles / "field_small.tif", "-o", tmp_path / "maps"],
+                 ["-q", "prescribe", tiles / "field_small_labels.tif", "-o",
+                  tmp_path / "spray"]):
         subprocess.run([sys.executable, "-c", code, "agriseg", *map(str, args)], check=True,
                        capture_output=True)

@@ -32,6 +32,7 @@ FORBIDDEN = {
     "options": {"*"},
     "hashing": {"*"},
     "batch": {"cli", "sampledata", "training"},
+    "spray": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
     "samples": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
 }
 ALWAYS_ALLOWED = {"constants", "errors"}

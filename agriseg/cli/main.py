@@ -128,12 +128,14 @@ def _register() -> None:
         map,
         models,
         predict,
+        prescribe,
         tile,
         train,
         vectorize,
     )
 
-    for mod in (batch, evaluate, export, info, map, models, predict, tile, train, vectorize):
+    for mod in (batch, evaluate, export, info, map, models, predict, prescribe, tile, train,
+                vectorize):
         mod.command.params.extend(verbosity_params())
         cli.add_command(mod.command)
 
