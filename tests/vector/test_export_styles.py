@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -128,3 +129,19 @@ def test_layer_styles_is_not_a_layer_name(tmp_path):
     with pytest.raises(ConfigError, match="layer_styles"):
         write_polygons(_frame(), tmp_path / "f.gpkg", layer="layer_styles")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_styled_geopackage_passes_gdals_validator(tmp_path):
+    validator = "osgeo_utils.samples.validate_gpkg"
+    python = "/usr/bin/python3"
+    if not Path(python).exists() or subprocess.run(
+            [python, "-c", f"import {validator}"], capture_output=True).returncode:
+        pytest.skip("GDAL's Python utilities are not installed for the system Python")
+    write_polygons(_frame(), tmp_path / "a.gpkg")
+    with polygon_sink(tmp_path / "b.gpkg", source_crs=CRS) as write:
+        write(_frame().iloc[:2])
+        write(_frame().iloc[2:])
+    for name in ("a.gpkg", "b.gpkg"):
+        r = subprocess.run([python, "-m", validator, str(tmp_path / name)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r
