@@ -145,3 +145,13 @@ def test_styled_geopackage_passes_gdals_validator(tmp_path):
         r = subprocess.run([python, "-m", validator, str(tmp_path / name)],
                            capture_output=True, text=True)
         assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r
+
+
+def test_a_styled_geopackage_is_read_as_labels_without_asking_which_layer(tmp_path, caplog):
+    from agriseg.vector.labels import _open_layer
+
+    path = write_polygons(_frame(), tmp_path / "f.gpkg", layer="corrected")
+    with caplog.at_level("WARNING", logger="agriseg"):
+        layer, info = _open_layer(path, None)
+    assert layer == "corrected" and info["features"] == 4
+    assert "layers" not in caplog.text  # layer_styles is no candidate
