@@ -135,10 +135,7 @@ def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str |
     _check_gpkg_version(gpkg_version)
     if spec.driver is None:
         _require_pyarrow()
-    if spec.name == "shp":
-        _check_shapefile_free(path, overwrite)
-    else:
-        check_output(path, overwrite)
+    _check_free(path, spec.name, overwrite)
     out = _prepare(gdf, target)
     if spec.name == "geojson" and out.crs is not None and not out.crs.equals("EPSG:4326"):
         log.info("%s: GeoJSON written in %s, not WGS84 (RFC 7946); pass --crs EPSG:4326 "
@@ -182,6 +179,7 @@ def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
     path = Path(path)
     spec = FORMATS[format_for(path, fmt)]
     if spec.name != "gpkg":
+        _check_free(path, spec.name, overwrite)  # now, not after the whole field
         frames: list[gpd.GeoDataFrame] = []
         yield frames.append
         if not frames:
@@ -379,6 +377,16 @@ def _dbf_names(columns: list[str]) -> dict[str, str]:
 def _truncate(name: str, nbytes: int) -> str:
     """Cut ``name`` to ``nbytes`` of UTF-8 without splitting a character."""
     return name.encode()[:nbytes].decode(errors="ignore")
+
+
+def _check_free(path: Path, fmt: str, overwrite: bool) -> None:
+    """Check the output and the files that go with it (Shapefile parts, the ``.qml``)."""
+    if fmt == "shp":
+        _check_shapefile_free(path, overwrite)
+        return
+    check_output(path, overwrite)
+    if fmt != "gpkg":
+        check_output(style_path(path), overwrite)
 
 
 def _check_shapefile_free(path: Path, overwrite: bool) -> None:

@@ -155,3 +155,12 @@ def test_a_styled_geopackage_is_read_as_labels_without_asking_which_layer(tmp_pa
         layer, info = _open_layer(path, None)
     assert layer == "corrected" and info["features"] == 4
     assert "layers" not in caplog.text  # layer_styles is no candidate
+
+
+@pytest.mark.parametrize("fmt", SIDECAR_FORMATS)
+def test_chunked_writer_refuses_an_existing_style_before_any_chunk(tmp_path, fmt):
+    (tmp_path / "f.qml").write_text("my style")
+    with pytest.raises(OutputError, match=r"f\.qml"), \
+            polygon_sink(tmp_path / f"f{SUFFIX[fmt]}", source_crs=CRS):
+        pytest.fail("the block must not run: its work would be lost")
+    assert _snapshot(tmp_path) == {"f.qml": b"my style"}
