@@ -10,6 +10,9 @@ without importing the code that uses them.
 NODATA = 255
 BACKGROUND = 0
 MAX_CLASS_ID = 254
+# class colours when a model card or a mask names none (soil brown, crop green, weed red...)
+DEFAULT_COLORS = ((139, 90, 43), (34, 139, 34), (220, 20, 60), (30, 144, 255), (255, 215, 0),
+                  (148, 0, 211), (0, 206, 209), (255, 140, 0))
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
 BLEND_MODES = ("hann", "crop")  # how overlapping patches are merged (agriseg.infer.blending)
 DEVICES = ("auto", "cpu", "cuda")  # where models run (agriseg.infer.devices)

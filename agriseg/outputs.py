@@ -15,7 +15,7 @@ import secrets
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from agriseg.errors import OutputError
@@ -56,24 +56,66 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     On any exception the temporary file is removed and ``path`` is left as it was. The
     temporary name keeps the suffix so GDAL/OGR drivers guessed from it still work.
     """
+    with atomic_file_set(path, (), overwrite) as (tmp, _):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_file_set(path: str | os.PathLike, sidecars: Sequence[str | os.PathLike],
+                    overwrite: bool = False) -> Iterator[tuple[Path, list[Path]]]:
+    """Like :func:`atomic_output` for a file and the sidecars that describe it (a QGIS
+    ``.qml`` style, GDAL's ``.aux.xml``): yields temporary paths for ``path`` and for each
+    sidecar, and moves them all into place when the block succeeds.
+
+    A sidecar belongs to one version of its file, so they are replaced together: every
+    sidecar is checked like an output (an existing one needs ``overwrite``), the old main
+    file is removed first, the sidecars are moved in, and the main file last. A reader, who
+    opens the main file, then never finds it beside another run's sidecar. A sidecar the block
+    did not write is removed: it described the old file. If a move fails, the sidecars
+    already moved are removed again.
+    """
     path = check_output(path, overwrite)
+    sides = [check_output(s, overwrite) for s in sidecars]
+    tmp = _temp_beside(path)
+    side_tmps = [_temp_beside(s) for s in sides]
+    try:
+        yield tmp, side_tmps
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written to {tmp}")
+        for t in (tmp, *side_tmps):
+            _default_mode(t, 0o666)
+        if sides:
+            _remove(path)
+        moved: list[Path] = []
+        try:
+            for side, side_tmp in zip(sides, side_tmps, strict=True):
+                if side_tmp.exists():
+                    os.replace(side_tmp, side)
+                    moved.append(side)
+                else:
+                    _remove(side)
+            os.replace(tmp, path)
+        except BaseException:
+            for side in moved:
+                _remove(side)
+            raise
+    finally:
+        for t in (tmp, *side_tmps):
+            _remove(t)
+            # side-car files next to the temporary file: GDAL .aux.xml/.ovr, SQLite -journal
+            for side in t.parent.glob(glob.escape(t.name) + "*"):
+                _remove(side)
+
+
+def _temp_beside(path: Path) -> Path:
+    """A free temporary name beside ``path`` (hidden, ``.part`` before the suffix), not
+    created: drivers want to create their files themselves."""
     parent = path.parent if str(path.parent) else Path(".")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}",
                                     dir=parent)
     os.close(fd)
-    os.unlink(tmp_name)  # drivers want to create the file themselves
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise RuntimeError(f"nothing was written to {tmp}")
-        _default_mode(tmp, 0o666)
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
-        # side-car files next to the temporary file: GDAL .aux.xml/.ovr, SQLite -journal/-wal
-        for side in parent.glob(glob.escape(tmp.name) + "*"):
-            _remove(side)
+    os.unlink(tmp_name)
+    return Path(tmp_name)
 
 
 @contextlib.contextmanager

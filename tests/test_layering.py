@@ -31,6 +31,7 @@ FORBIDDEN = {
     "outputs": {"*"},
     "options": {"*"},
     "hashing": {"*"},
+    "styles": {"*"},
     "batch": {"cli", "sampledata", "training"},
     "spray": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
     "samples": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},

@@ -58,3 +58,61 @@ def test_umask_is_read_without_being_changed():
         assert os.umask(0o027) == 0o027  # still what it was
     finally:
         os.umask(old)
+
+
+def _files(folder):
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
+
+
+def test_a_file_and_its_sidecars_appear_together(tmp_path):
+    from agriseg.outputs import atomic_file_set
+
+    main, side = tmp_path / "m.tif", tmp_path / "m.qml"
+    with pytest.raises(ValueError), atomic_file_set(main, [side]) as (tmp, (side_tmp,)):
+        tmp.write_text("half")
+        side_tmp.write_text("style")
+        raise ValueError("boom")
+    assert os.listdir(tmp_path) == []
+    with atomic_file_set(main, [side]) as (tmp, (side_tmp,)):
+        assert tmp.parent == side_tmp.parent == tmp_path and tmp.name.startswith(".m.")
+        tmp.write_text("v1")
+        side_tmp.write_text("style 1")
+    assert _files(tmp_path) == {"m.qml": "style 1", "m.tif": "v1"}
+
+
+def test_an_existing_sidecar_needs_overwrite_and_is_replaced_or_removed_with_its_file(
+        tmp_path):
+    from agriseg.outputs import atomic_file_set
+
+    main, side = tmp_path / "m.tif", tmp_path / "m.qml"
+    side.write_text("someone's style")
+    with pytest.raises(OutputError, match="m.qml.*--overwrite"), \
+            atomic_file_set(main, [side]):
+        pass
+    assert _files(tmp_path) == {"m.qml": "someone's style"}
+    with atomic_file_set(main, [side], overwrite=True) as (tmp, (side_tmp,)):
+        tmp.write_text("v2")
+        side_tmp.write_text("style 2")
+    assert _files(tmp_path) == {"m.qml": "style 2", "m.tif": "v2"}
+    with atomic_file_set(main, [side], overwrite=True) as (tmp, _):
+        tmp.write_text("v3")  # no style this time: the old one described the old file
+    assert _files(tmp_path) == {"m.tif": "v3"}
+
+
+def test_a_failed_move_leaves_no_file_with_a_foreign_sidecar(tmp_path, monkeypatch):
+    from agriseg import outputs
+
+    main, side = tmp_path / "m.tif", tmp_path / "m.qml"
+    real = os.replace
+
+    def fail_on_main(src, dst):
+        if str(dst) == str(main):
+            raise OSError("disk gone")
+        real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", fail_on_main)
+    with pytest.raises(OSError, match="disk gone"), \
+            outputs.atomic_file_set(main, [side]) as (tmp, (side_tmp,)):
+        tmp.write_text("v1")
+        side_tmp.write_text("style 1")
+    assert os.listdir(tmp_path) == []  # the sidecar moved in is taken out again

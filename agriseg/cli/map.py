@@ -22,7 +22,8 @@ def command(ctx: click.Context, field: str, out_dir: str, model_path: str | None
     """Map crops and weeds in FIELD: class mask, confidence, polygons and summary.json.
 
     OUTDIR gets mask.tif (COG), confidence.tif (COG), fields.<format>, summary.json and a
-    README.txt describing them; it appears only when everything is written.
+    README.txt describing them, with QGIS styles (.qml; inside a GeoPackage) and the mask's
+    class names (mask.tif.aux.xml); it appears only when everything is written.
     """
     from agriseg.jobs.fieldmap import map_field  # imports torch: only when run
 

@@ -34,7 +34,11 @@ from agriseg.options import PredictOptions
 @click.pass_context
 def command(ctx: click.Context, raster: str, model_path: str | None, output: str,
             confidence: str | None, overwrite: bool, as_json: bool, **options: Any) -> None:
-    """Label every pixel of RASTER with the model's classes."""
+    """Label every pixel of RASTER with the model's classes.
+
+    Beside the mask go its QGIS style (<name>.qml: class colours and names) and GDAL category
+    names (<mask>.aux.xml); they are replaced with it.
+    """
     from agriseg.infer.pipeline import predict_raster  # heavy: only when run
 
     result = predict_raster(raster, output, model=model_path, options=PredictOptions(**options),

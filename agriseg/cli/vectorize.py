@@ -20,13 +20,14 @@ from agriseg.vector.formats import FORMATS
                    ".parquet].")
 @click.option("--confidence", type=click.Path(dir_okay=False), default=None,
               help="Confidence raster on the mask's grid: adds each polygon's mean_conf.")
-@click.option("--layer", default="fields", show_default=True, help="Layer name.")
+@click.option("--layer", default=None,
+              help="Layer name [default: <mask name>_class_polygons].")
 @vector_opts
 @overwrite_opt
 @json_opt
 @click.pass_context
 def command(ctx: click.Context, mask: str, output: str, fmt: str | None,
-            confidence: str | None, layer: str, overwrite: bool, as_json: bool,
+            confidence: str | None, layer: str | None, overwrite: bool, as_json: bool,
             **options: Any) -> None:
     """Turn the class mask MASK into polygons with class, area (m², ha) and perimeter (m).
 

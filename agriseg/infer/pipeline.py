@@ -41,7 +41,13 @@ from agriseg.raster.io import MaskSource, gdal_env, open_raster
 from agriseg.raster.ranges import InputScaling
 from agriseg.raster.reader import PatchRow, StripReader, cut_patch
 from agriseg.raster.resample import model_grid, plan_resample
-from agriseg.raster.writers import class_colormap, class_tags, cog_writer
+from agriseg.raster.writers import (
+    class_colormap,
+    class_mask_sidecars,
+    class_tags,
+    cog_writer,
+    confidence_sidecars,
+)
 
 if TYPE_CHECKING:
     from agriseg.models.checkpoint import Model
@@ -285,13 +291,19 @@ class MaskOutputs(contextlib.ExitStack):
         src, card, dst, conf_path, overwrite = self.args
         kw = dict(width=src.width, height=src.height, crs=src.crs, transform=src.transform,
                   overwrite=overwrite)
+        mask_sidecars = class_mask_sidecars(dst, card.classes, card.colors)
         self.mask = self.enter_context(cog_writer(
             dst, resampling="mode", colormap=class_colormap(card.colors),
-            tags=class_tags(card.classes, card.colors), description="class", **kw))
+            tags=class_tags(card.classes, card.colors), description="class",
+            sidecars=mask_sidecars, **kw))
         self.conf = None
         if conf_path is not None:
+            # the style QGIS loads with each raster; never two files for one name
+            conf_sidecars = {p: text for p, text in confidence_sidecars(conf_path).items()
+                             if p not in mask_sidecars}
             self.conf = self.enter_context(cog_writer(
                 conf_path, resampling="average", description="confidence_percent",
+                sidecars=conf_sidecars,
                 tags={"units": "percent",
                       "meaning": "softmax probability of the predicted class"}, **kw))
 

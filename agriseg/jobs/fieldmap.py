@@ -197,6 +197,7 @@ def _model_identity(model, card) -> dict[str, Any]:
 
 
 def folder_readme(polygons_name: str, fmt: str, preview: bool = True) -> str:
+    mask_qml, conf_qml = (Path(n).with_suffix(".qml").name for n in (MASK_NAME, CONFIDENCE_NAME))
     text = f"""agriseg field map ({__version__})
 
 {MASK_NAME}        class mask, Cloud-Optimized GeoTIFF, uint8 class ids (see its colour table
@@ -205,7 +206,8 @@ def folder_readme(polygons_name: str, fmt: str, preview: bool = True) -> str:
 {polygons_name:<15} polygons ({FORMATS[fmt].description}), one feature per connected region:
                 class_id, class_name, area_m2, area_ha (the polygon's own area, as
                 written: after sieving and simplifying), perim_m (metres even for geographic
-                CRSs), mean_conf (mean of {CONFIDENCE_NAME} inside), source (input raster)
+                CRSs), mean_conf (mean of {CONFIDENCE_NAME} inside), source (input raster);
+                layer <input name>_class_polygons
 {SUMMARY_NAME}     per class: the mask's area (area_m2_pixels) and the polygons' area
                 (area_m2_polygons) with their count; weed share of the vegetated area (from
                 the mask); input and model identity (sha256), parameters, timings
@@ -213,4 +215,14 @@ def folder_readme(polygons_name: str, fmt: str, preview: bool = True) -> str:
     if preview:
         text += (f"{PREVIEW_NAME}      quick look: the class map over the image (crop, "
                  "weed... tinted)\n")
-    return text
+    text += f"""{mask_qml:<15} QGIS style of {MASK_NAME}: only the classes, named (QGIS loads it)
+{MASK_NAME}.aux.xml  the class names as GDAL category names (gdalinfo, QGIS legend)
+{conf_qml:<15} QGIS style of {CONFIDENCE_NAME}: 0-100 %, red to green
+"""
+    if fmt == "gpkg":
+        text += (f"{'':<15} {polygons_name} keeps its QGIS style inside (layer_styles): "
+                 "class colours and names\n")
+    else:
+        text += (f"{Path(polygons_name).with_suffix('.qml').name:<15} QGIS style of "
+                 f"{polygons_name}: class colours and names\n")
+    return text + "Keep each .qml/.aux.xml with its data file: copy or delete them together.\n"

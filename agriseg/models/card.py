@@ -16,11 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 from agriseg import __version__
-from agriseg.constants import SUPPORTED_DTYPES
+from agriseg.constants import DEFAULT_COLORS, SUPPORTED_DTYPES
 from agriseg.errors import CheckpointError, ConfigError
-
-DEFAULT_COLORS = ((139, 90, 43), (34, 139, 34), (220, 20, 60), (30, 144, 255), (255, 215, 0),
-                  (148, 0, 211), (0, 206, 209), (255, 140, 0))
 
 
 @dataclass(frozen=True)

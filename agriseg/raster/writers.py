@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,7 +22,8 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from agriseg.constants import NODATA
-from agriseg.outputs import atomic_output
+from agriseg.outputs import atomic_file_set
+from agriseg.styles import category_names_pam, class_styles, confidence_qml, mask_qml
 
 Resampling = Literal["nearest", "mode", "average"]
 
@@ -110,22 +112,60 @@ def gdal_threads() -> str:
 
 @contextlib.contextmanager
 def cog_writer(dst: str | os.PathLike, *, overwrite: bool, resampling: Resampling,
+               sidecars: Mapping[Path, str] | None = None,
                **writer_kw: Any) -> Iterator[StripWriter]:
-    """A :class:`StripWriter` whose result appears at ``dst`` as a COG, whole or not at all."""
-    with atomic_output(dst, overwrite=overwrite) as tmp:
+    """A :class:`StripWriter` whose result appears at ``dst`` as a COG, whole or not at all.
+
+    ``sidecars`` (path -> text: a QGIS style, GDAL's ``.aux.xml``) appear and are replaced
+    together with the COG (:func:`~agriseg.outputs.atomic_file_set`).
+    """
+    sidecars = dict(sidecars or {})
+    with atomic_file_set(dst, list(sidecars), overwrite=overwrite) as (tmp, side_tmps):
         stage = tmp.with_name(tmp.name + ".stage.tif")
         # the stage is read once by the COG driver and deleted: LZW writes it 5x faster than
         # DEFLATE (0.09 s vs 0.48 s for a 4096^2 mask) while the model runs
         with StripWriter(stage, compress="lzw", **writer_kw) as writer:
             yield writer
         to_cog(stage, tmp, resampling=resampling)
+        for side_tmp, text in zip(side_tmps, sidecars.values(), strict=True):
+            side_tmp.write_text(text, encoding="utf-8")
 
 
 def class_colormap(colors: Sequence[Sequence[int]]) -> dict[int, tuple[int, int, int, int]]:
-    """GDAL colour table: class colours, and 255 (no-data) fully transparent."""
+    """GDAL colour table: class colours, and 255 (no-data) fully transparent.
+
+    A GeoTIFF stores a uint8 colour table as 256 RGB entries without alpha: GDAL reads the
+    entries of no class back as opaque black, and only the no-data entry as transparent. So
+    the classes are named and listed elsewhere: GDAL category names in ``<mask>.aux.xml``,
+    and the ``.qml`` style, which lists only the classes (:func:`class_mask_sidecars`).
+    """
     cmap = {i: (int(c[0]), int(c[1]), int(c[2]), 255) for i, c in enumerate(colors)}
     cmap[NODATA] = (0, 0, 0, 0)
     return cmap
+
+
+def class_mask_sidecars(dst: str | os.PathLike, classes: Sequence[str],
+                        colors: Sequence[Sequence[int]]) -> dict[Path, str]:
+    """The files beside a class mask that name its classes for GIS users.
+
+    ``<mask>.aux.xml`` holds GDAL category names (what ``gdalinfo`` and GDAL-based tools
+    show), ``<mask stem>.qml`` the paletted QGIS style that QGIS loads with the mask: only the
+    classes, in their colours and named.
+    """
+    dst = Path(dst)
+    styles = class_styles(list(classes), list(colors))
+    return {pam_path(dst): category_names_pam(styles), dst.with_suffix(".qml"): mask_qml(styles)}
+
+
+def confidence_sidecars(dst: str | os.PathLike) -> dict[Path, str]:
+    """The QGIS style beside a confidence raster: 0-100 % on a red-yellow-green ramp."""
+    return {Path(dst).with_suffix(".qml"): confidence_qml()}
+
+
+def pam_path(raster: str | os.PathLike) -> Path:
+    """Where GDAL keeps what a GeoTIFF cannot hold (category names): ``<file>.aux.xml``."""
+    raster = Path(raster)
+    return raster.with_name(raster.name + ".aux.xml")
 
 
 def class_tags(classes: Sequence[str], colors: Sequence[Sequence[int]]) -> dict[str, str]:

@@ -15,6 +15,7 @@ import shapely
 from pyproj import CRS, Transformer
 
 from agriseg.raster.units import metres_per_unit
+from agriseg.styles import ClassStyle, class_styles
 
 log = logging.getLogger("agriseg")
 
@@ -70,3 +71,25 @@ def class_names_from_tags(tags: dict[str, str], class_ids: list[int]) -> dict[in
         if key.startswith("CLASS_") and key[6:].isdigit():
             names.setdefault(int(key[6:]), value)
     return {i: names.get(i, f"class_{i}") for i in class_ids}
+
+
+def mask_class_styles(tags: dict[str, str], colormap: dict[int, tuple[int, ...]] | None,
+                      names: dict[int, str], ids: list[int]) -> list[ClassStyle] | None:
+    """The classes ``ids`` as the mask shows them, for the polygons' QGIS style.
+
+    Colours come from the ``class_colors`` tag (agriseg predict), else the mask's colour
+    table, else a fixed colour per id. None when the tags name none of ``ids``: the style then
+    lists the classes the polygons hold, rather than 254 ``class_<id>`` entries.
+    """
+    named = {i: names[i] for i in ids if i in names and names[i] != f"class_{i}"}
+    if not named:
+        return None
+    colors: dict[int, tuple[int, ...]] = dict(colormap or {})
+    try:
+        listed = json.loads(tags.get("class_colors", "") or "null")
+    except json.JSONDecodeError:
+        listed = None
+    if isinstance(listed, list):
+        colors.update({i: tuple(c) for i, c in enumerate(listed)
+                       if isinstance(c, list) and len(c) >= 3})
+    return class_styles(named, colors)

@@ -31,17 +31,24 @@ default), ESRI Shapefile, GeoJSON, FlatGeobuf or GeoParquet. The rules, and why:
 * **FlatGeobuf** gets its spatial index (what makes it worth choosing for web maps), so its
   features come back in the index's (Hilbert) order, not in the order given.
 * **GeoParquet** is written by ``GeoDataFrame.to_parquet`` and needs pyarrow.
+* **Styled for QGIS.** Each class gets its colour and name (a categorized style on
+  ``class_id``): a GeoPackage keeps it as its layer's default style in the ``layer_styles``
+  table, as QGIS does; the other formats get a ``<name>.qml`` beside them, which QGIS loads
+  with the layer. The ``.qml`` belongs to its data file: it is written, replaced and removed
+  with it (part of the Shapefile set; :func:`agriseg.outputs.atomic_file_set` otherwise).
+* **Layer names say what the layer holds**: ``class_polygons`` unless told otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import geopandas as gpd
@@ -51,8 +58,10 @@ import pyogrio
 import pyproj
 import shapely
 
+from agriseg import __version__
 from agriseg.errors import ConfigError, OutputError, VectorError
-from agriseg.outputs import atomic_output, check_output
+from agriseg.outputs import atomic_file_set, atomic_output, check_output
+from agriseg.styles import CLASS_ATTRIBUTE, ClassStyle, class_styles, polygon_qml
 from agriseg.vector.formats import DEFAULT_FORMAT, FORMATS, FormatSpec  # noqa: F401 - re-exported
 
 log = logging.getLogger("agriseg")
@@ -61,7 +70,8 @@ log = logging.getLogger("agriseg")
 _ALIASES = {"geopackage": "gpkg", "shapefile": "shp", "json": "geojson", "flatgeobuf": "fgb",
             "geoparquet": "parquet"}
 # Files a Shapefile may consist of; all are removed when an old set is overwritten.
-_SHP_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".fix", ".shp.xml")
+_SHP_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".fix", ".shp.xml",
+              ".qml")
 _DBF_NAME_BYTES = 10
 # Known columns and the dtype kinds they must have; frames built empty often carry ``object``.
 _SCHEMA = {"class_id": ("iu", "int64"), "class_name": ("OUT", "str"), "area_m2": ("f", "float64"),
@@ -101,50 +111,66 @@ def _suffix_list() -> str:
 
 GPKG_VERSION = "1.2"
 _GPKG_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
+DEFAULT_LAYER = "class_polygons"
+STYLES_TABLE = "layer_styles"  # where QGIS looks for a GeoPackage layer's default style
+STYLE_NAME = "agriseg classes"
 
 
 def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str | None = None,
-                   layer: str = "fields", crs=None, overwrite: bool = False,
-                   gpkg_version: str = GPKG_VERSION, decimals: int | None = None) -> Path:
+                   layer: str | None = None, crs=None, overwrite: bool = False,
+                   gpkg_version: str = GPKG_VERSION,
+                   classes: Sequence[ClassStyle] | None = None,
+                   decimals: int | None = None) -> Path:
     """Write class polygons to ``path`` atomically; return the path written (the ``.shp``).
 
     ``crs`` (anything pyproj accepts) reprojects on export; ``layer`` names the layer in
-    formats that have layer names (GeoPackage, FlatGeobuf, GeoJSON). An existing output is an
-    :class:`~agriseg.errors.OutputError` unless ``overwrite``; a GeoPackage is then replaced
-    whole (other layers in it are not kept). ``gpkg_version``: the GeoPackage version written.
-    ``decimals``: coordinate decimals of strict (WGS84) GeoJSON, at least 7 (the default).
+    formats that have layer names (GeoPackage, FlatGeobuf, GeoJSON; default
+    ``class_polygons``). An existing output is an :class:`~agriseg.errors.OutputError` unless
+    ``overwrite``; a GeoPackage is then replaced whole (other layers in it are not kept).
+    ``gpkg_version``: the GeoPackage version written. ``classes``: the classes the QGIS style
+    lists (colour and name per ``class_id``); by default those in ``gdf``, coloured by id. A
+    frame without ``class_id`` gets no style. ``decimals``: coordinate decimals of strict
+    (WGS84) GeoJSON, at least 7 (the default).
     """
     path = Path(path)
     spec = FORMATS[format_for(path, fmt)]
+    layer = _check_layer(layer)
     target = _target_crs(gdf.crs, crs)
     _check_gpkg_version(gpkg_version)
     if spec.driver is None:
         _require_pyarrow()
-    if spec.name == "shp":
-        _check_shapefile_free(path, overwrite)
-    else:
-        check_output(path, overwrite)
+    _check_free(path, spec.name, overwrite)
     out = _prepare(gdf, target)
     if spec.name == "geojson" and out.crs is not None and not out.crs.equals("EPSG:4326"):
         log.info("%s: GeoJSON written in %s, not WGS84 (RFC 7946); pass --crs EPSG:4326 "
                  "for web tools", path, out.crs.to_string())
+    qml = _style(out, classes)
     if spec.name == "shp":
-        _write_shapefile(out, path, overwrite)
-    else:
+        _write_shapefile(out, path, overwrite, qml)
+    elif spec.name == "gpkg":
         with atomic_output(path, overwrite) as tmp:
+            _write_ogr(out, tmp, spec.driver, layer, **_creation_options(
+                spec.name, out.crs, gpkg_version))
+            if qml is not None:
+                write_gpkg_style(tmp, layer, qml)
+    else:
+        with atomic_file_set(path, [style_path(path)], overwrite) as (tmp, (qml_tmp,)):
             if spec.driver is None:
                 out.to_parquet(tmp)
             else:
                 _write_ogr(out, tmp, spec.driver, layer, **_creation_options(
                     spec.name, out.crs, gpkg_version, decimals))
+            if qml is not None:
+                qml_tmp.write_text(qml, encoding="utf-8")
     log.debug("wrote %d polygons to %s (%s)", len(out), path, spec.description)
     return path
 
 
 @contextlib.contextmanager
 def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
-                 layer: str = "fields", crs=None, overwrite: bool = False,
-                 gpkg_version: str = GPKG_VERSION, decimals: int | None = None
+                 layer: str | None = None, crs=None, overwrite: bool = False,
+                 gpkg_version: str = GPKG_VERSION, classes: Sequence[ClassStyle] | None = None,
+                 decimals: int | None = None
                  ) -> Iterator[Callable[[gpd.GeoDataFrame], None]]:
     """Write a layer chunk by chunk: yields ``write(gdf)``; call it at least once.
 
@@ -152,33 +178,94 @@ def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
     chunk, not the whole field. The other formats are collected and written when the block
     ends, because their drivers need the whole layer (FlatGeobuf's spatial index, GeoParquet's
     metadata, the Shapefile set's atomic move). Either way the output appears only when the
-    block ends without an error.
+    block ends without an error. ``layer``, ``classes``: as for :func:`write_polygons` (by
+    default the style lists the classes of every chunk).
     """
     path = Path(path)
     spec = FORMATS[format_for(path, fmt)]
     if spec.name != "gpkg":
+        _check_free(path, spec.name, overwrite)  # now, not after the whole field
         frames: list[gpd.GeoDataFrame] = []
         yield frames.append
         if not frames:
             raise RuntimeError("polygon_sink: nothing was written")
         whole = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
         write_polygons(whole, path, fmt=spec.name, layer=layer, crs=crs, overwrite=overwrite,
-                       gpkg_version=gpkg_version, decimals=decimals)
+                       gpkg_version=gpkg_version, classes=classes, decimals=decimals)
         return
+    layer = _check_layer(layer)
     target = _target_crs(source_crs, crs)
     _check_gpkg_version(gpkg_version)
     chunks = 0
+    seen: dict[int, str] = {}  # the classes written, for the default style
     with atomic_output(path, overwrite) as tmp:
         def write(gdf: gpd.GeoDataFrame) -> None:
             nonlocal chunks
             options = {"append": True} if chunks else _creation_options("gpkg", None,
                                                                         gpkg_version)
-            _write_ogr(_prepare(gdf, target), tmp, spec.driver, layer, **options)
+            out = _prepare(gdf, target)
+            _write_ogr(out, tmp, spec.driver, layer, **options)
+            seen.update(_classes_in(out) or {})
             chunks += 1
 
         yield write
         if not chunks:
             raise RuntimeError("polygon_sink: nothing was written")
+        if classes is not None or seen:
+            write_gpkg_style(tmp, layer, polygon_qml(classes or class_styles(seen)))
+
+
+def style_path(path: str | os.PathLike) -> Path:
+    """The ``.qml`` QGIS loads with a data file: the same name with the suffix ``.qml``."""
+    return Path(path).with_suffix(".qml")
+
+
+def write_gpkg_style(path: Path, layer: str, qml: str) -> None:
+    """Store ``qml`` as ``layer``'s default style in the GeoPackage's ``layer_styles`` table.
+
+    The table is made as QGIS makes it (through OGR, so it is registered in
+    ``gpkg_contents`` as an attributes table and GDAL lists it as a layer, as it does for
+    GeoPackages styled in QGIS); QGIS applies the row whose ``f_table_name`` and
+    ``f_geometry_column`` match the layer and whose ``useAsDefault`` is true.
+    """
+    geometry_column = pyogrio.read_info(path, layer=layer)["geometry_name"] or "geom"
+    row = pd.DataFrame({
+        "f_table_catalog": [""], "f_table_schema": [""], "f_table_name": [layer],
+        "f_geometry_column": [geometry_column], "styleName": [STYLE_NAME],
+        "styleQML": [qml], "styleSLD": [""], "useAsDefault": [True],
+        "description": [f"class colours and names (agriseg {__version__})"],
+        "owner": [""], "ui": [""],
+        "update_time": [pd.Timestamp(dt.datetime.now(dt.timezone.utc))]})
+    pyogrio.write_dataframe(row, path, layer=STYLES_TABLE, driver="GPKG", append=True,
+                            layer_options={"FID": "id"})
+
+
+def _style(gdf: gpd.GeoDataFrame, classes: Sequence[ClassStyle] | None) -> str | None:
+    """The QML for ``gdf``: ``classes`` when given, else the classes in the frame."""
+    if classes is None:
+        found = _classes_in(gdf)
+        if found is None:
+            return None
+        classes = class_styles(found)
+    return polygon_qml(classes)
+
+
+def _classes_in(gdf: gpd.GeoDataFrame) -> dict[int, str] | None:
+    """Class id -> name of the polygons in ``gdf`` (None: no ``class_id`` column)."""
+    if CLASS_ATTRIBUTE not in gdf.columns:
+        return None
+    ids = gdf[CLASS_ATTRIBUTE].to_numpy()
+    names = gdf["class_name"] if "class_name" in gdf.columns else [f"class_{i}" for i in ids]
+    return {int(i): str(n) for i, n in zip(ids, names, strict=True)}
+
+
+def _check_layer(layer: str | None) -> str:
+    if layer is None:
+        return DEFAULT_LAYER
+    if not layer.strip() or layer.lower() == STYLES_TABLE:
+        raise ConfigError(f"layer name {layer!r} is not allowed; choose another (default "
+                          f"{DEFAULT_LAYER})")
+    return layer
 
 
 def _target_crs(source_crs, crs) -> pyproj.CRS | None:
@@ -299,6 +386,16 @@ def _truncate(name: str, nbytes: int) -> str:
     return name.encode()[:nbytes].decode(errors="ignore")
 
 
+def _check_free(path: Path, fmt: str, overwrite: bool) -> None:
+    """Check the output and the files that go with it (Shapefile parts, the ``.qml``)."""
+    if fmt == "shp":
+        _check_shapefile_free(path, overwrite)
+        return
+    check_output(path, overwrite)
+    if fmt != "gpkg":
+        check_output(style_path(path), overwrite)
+
+
 def _check_shapefile_free(path: Path, overwrite: bool) -> None:
     """Check the ``.shp`` like any output, and refuse to mix into a stray ``.dbf``/``.prj``."""
     check_output(path, overwrite)
@@ -314,8 +411,10 @@ def _shapefile_parts(path: Path) -> list[Path]:
     return [path.with_suffix(ext) for ext in _SHP_PARTS]
 
 
-def _write_shapefile(gdf: gpd.GeoDataFrame, path: Path, overwrite: bool) -> None:
-    """Write the file set in a temporary folder beside ``path``, then move it into place."""
+def _write_shapefile(gdf: gpd.GeoDataFrame, path: Path, overwrite: bool,
+                     qml: str | None) -> None:
+    """Write the file set (with its ``.qml`` style) in a temporary folder beside ``path``,
+    then move it into place."""
     renames = _dbf_names([c for c in gdf.columns if c != gdf.geometry.name])
     if renames:
         log.warning("%s: Shapefile field names are at most 10 characters; renamed %s", path,
@@ -327,6 +426,8 @@ def _write_shapefile(gdf: gpd.GeoDataFrame, path: Path, overwrite: bool) -> None
         _write_ogr(gdf, tmpdir / path.name, "ESRI Shapefile", None, encoding="UTF-8")
         if not (tmpdir / path.name).exists():
             raise RuntimeError(f"nothing was written to {tmpdir / path.name}")
+        if qml is not None:
+            style_path(tmpdir / path.name).write_text(qml, encoding="utf-8")
         _move_shapefile_set(tmpdir, path, overwrite)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

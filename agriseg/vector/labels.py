@@ -132,7 +132,9 @@ def _open_layer(path: str | os.PathLike, layer: str | int | None) -> tuple[Any, 
     if not Path(path).exists() and "://" not in str(path):
         raise InputNotFoundError(f"{path}: label file not found")
     try:
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        listed = pyogrio.list_layers(path)
+        # tables without geometry (a styled GeoPackage's layer_styles) hold no labels
+        layers = [str(name) for name, geom in listed if geom] or [str(listed[0][0])]
         if layer is None:
             layer = layers[0]
             if len(layers) > 1:

@@ -12,6 +12,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,9 +32,13 @@ from agriseg.errors import ConfigError, RasterError
 from agriseg.options import VectorizeOptions, with_options
 from agriseg.raster.io import gdal_env, open_raster, pixel_size_m
 from agriseg.raster.units import M_PER_DEG_LAT, row_pixel_areas_m2
-from agriseg.vector.attributes import class_names_from_tags, metric_area_perimeter
+from agriseg.vector.attributes import (
+    class_names_from_tags,
+    mask_class_styles,
+    metric_area_perimeter,
+)
 from agriseg.vector.coverage import Junctions, match_vertices
-from agriseg.vector.export import format_for, polygon_sink
+from agriseg.vector.export import DEFAULT_LAYER, format_for, polygon_sink
 from agriseg.vector.polygonize import Regions, polygonize_strips
 from agriseg.vector.sieve import sieve_strips
 from agriseg.vector.simplify import simplify_coverage
@@ -60,7 +65,7 @@ class VectorizeResult:
 def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
                    options: VectorizeOptions | None = None,
                    confidence: str | os.PathLike | None = None, fmt: str | None = None,
-                   layer: str = "fields", source: str | None = None, overwrite: bool = False,
+                   layer: str | None = None, source: str | None = None, overwrite: bool = False,
                    strip_rows: int | None = None, workers: int | None = None,
                    progress: bool = False, **option_kw: Any) -> VectorizeResult:
     """Polygonize the class mask ``mask`` and write the polygons to ``dst``.
@@ -79,7 +84,8 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
     confidence
         A raster on the mask's grid: adds each polygon's mean (``mean_conf``).
     layer, source
-        Layer name; the ``source`` attribute (default: the mask's file name).
+        Layer name (default ``<source stem>_class_polygons``, see :func:`default_layer`);
+        the ``source`` attribute (default: the mask's file name).
     overwrite, progress
         Replace an existing output; show a progress bar on stderr.
     strip_rows, workers
@@ -116,11 +122,14 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
         export = _select(opts.classes, names)
         regions = _regions(src, confidence, export, opts, strip_rows, workers, progress,
                            junctions, pixels)
+        source = source or Path(mask).name
         frame = functools.partial(_to_frame, src=src, names=names, junctions=junctions,
                                   with_conf=confidence is not None, simplify_m=opts.simplify_m,
-                                  source=source or Path(mask).name)
-        with polygon_sink(dst, source_crs=src.crs, fmt=fmt, layer=layer, crs=opts.crs,
-                          overwrite=overwrite, decimals=_decimals(src, opts.crs)) as write:
+                                  source=source)
+        classes = mask_class_styles(src.tags(), _colormap(src), names, export)
+        with polygon_sink(dst, source_crs=src.crs, fmt=fmt, layer=layer or default_layer(source),
+                          crs=opts.crs, overwrite=overwrite, classes=classes,
+                          decimals=_decimals(src, opts.crs)) as write:
             stats = _write_chunks(regions, frame, write, opts.simplify_m)
     named = {i: n for i, n in names.items() if pixels.count[i] or n != f"class_{i}"}
     return VectorizeResult(path=Path(dst), format=fmt, polygons=stats.polygons,
@@ -131,6 +140,21 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
                                                     for i, n in named.items()},
                            nodata_pixels=int(pixels.count[NODATA]),
                            exported=[n for i, n in named.items() if i in export])
+
+
+def default_layer(source: str) -> str:
+    """The layer name for polygons of the raster ``source``: ``<stem>_class_polygons``, so a
+    layer list says which field and what it holds (characters other than letters, digits and
+    ``_`` become ``_``)."""
+    stem = re.sub(r"\W+", "_", Path(source).stem).strip("_")
+    return f"{stem}_class_polygons" if stem else DEFAULT_LAYER
+
+
+def _colormap(src: rasterio.DatasetReader) -> dict[int, tuple[int, ...]] | None:
+    try:
+        return src.colormap(1)
+    except ValueError:  # no colour table
+        return None
 
 
 def _write_chunks(regions: Iterator[Regions], frame: Callable[[Regions], gpd.GeoDataFrame],

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import pytest
 import rasterio
 from cli_helpers import assert_bad_input, run
@@ -20,10 +21,18 @@ def test_map_writes_every_documented_file(make_checkpoint, tmp_path, fmt, suffix
             "--min-area", "0.0005", "--json")
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output)
-    names = {"mask.tif", "confidence.tif", f"fields{suffix}", "summary.json", "README.txt"}
+    names = {"mask.tif", "confidence.tif", f"fields{suffix}", "summary.json", "README.txt",
+             "mask.qml", "mask.tif.aux.xml", "confidence.qml"}  # styles: QGIS opens them so
+    if fmt != "gpkg":
+        names.add("fields.qml")  # a GeoPackage keeps its style inside
     assert names <= {p.name for p in out.iterdir()}
+    readme = (out / "README.txt").read_text()
+    assert all(n in readme for n in names - {"README.txt"})
     assert json.loads((out / "summary.json").read_text()) == summary
-    gdf = gpd.read_file(out / f"fields{suffix}")
+    layers = [name for name, _ in pyogrio.list_layers(out / f"fields{suffix}")]
+    assert layers[0] == ("field_small_class_polygons" if fmt == "gpkg" else "fields")
+    assert layers[1:] == (["layer_styles"] if fmt == "gpkg" else [])
+    gdf = gpd.read_file(out / f"fields{suffix}", layer=layers[0])
     with rasterio.open(out / "mask.tif") as m:
         counts = np.bincount(m.read(1).ravel(), minlength=256)
         px_m2 = abs(m.transform.a * m.transform.e)

@@ -47,7 +47,16 @@ def _frame(crs: str | None = CRS) -> gpd.GeoDataFrame:
 def _read(path: Path) -> gpd.GeoDataFrame:
     if path.suffix in (".parquet", ".geoparquet"):
         return gpd.read_parquet(path)
-    return gpd.read_file(path, engine="pyogrio")
+    return gpd.read_file(path, engine="pyogrio", layer=_first_layer(path))
+
+
+def _info(path: Path) -> dict:
+    return pyogrio.read_info(path, layer=_first_layer(path))
+
+
+def _first_layer(path: Path) -> str:
+    """The polygon layer: a GeoPackage also lists its ``layer_styles`` table."""
+    return str(pyogrio.list_layers(path)[0][0])
 
 
 def _multi(g):
@@ -101,7 +110,7 @@ def test_round_trip_keeps_values_geometry_and_crs(tmp_path, fmt):
                                                   ("shp", "Polygon")])
 def test_layer_is_declared_polygonal(tmp_path, fmt, layer_type):
     path = write_polygons(_frame(), tmp_path / f"fields{SUFFIX[fmt]}", layer="weeds")
-    info = pyogrio.read_info(path)
+    info = _info(path)
     assert info["geometry_type"] == layer_type
     if fmt in ("gpkg", "fgb"):
         assert pyogrio.list_layers(path)[0][0] == "weeds"
@@ -112,8 +121,8 @@ def test_shapefile_has_prj_cpg_and_one_file_set(tmp_path):
     assert pyproj.CRS(path.with_suffix(".prj").read_text()) == pyproj.CRS(CRS)
     assert path.with_suffix(".cpg").read_text().strip().upper() in ("UTF-8", "UTF8")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "fields.cpg", "fields.dbf", "fields.prj", "fields.shp", "fields.shx"]
-    fields = pyogrio.read_info(path)["fields"]
+        "fields.cpg", "fields.dbf", "fields.prj", "fields.qml", "fields.shp", "fields.shx"]
+    fields = _info(path)["fields"]
     assert list(fields) == ATTRS
     assert all(len(f.encode()) <= 10 for f in fields)
     assert sorted(set(_read(path)["class_name"])) == ["crop", "mauvaise_herbe_é"]
@@ -126,7 +135,7 @@ def test_shapefile_truncates_and_deduplicates_long_names(tmp_path, caplog):
     gdf["class_name_fr"] = ["culture", "adventice", "culture", "adventice"]
     with caplog.at_level(logging.WARNING, logger="agriseg"):
         path = write_polygons(gdf, tmp_path / "fields.shp")
-    fields = list(pyogrio.read_info(path)["fields"])
+    fields = list(_info(path)["fields"])
     assert fields == [*ATTRS, "confidence", "confiden_1", "class_na_1"]
     assert "'confidence_max' -> 'confiden_1'" in caplog.text
     back = _read(path)
@@ -134,7 +143,7 @@ def test_shapefile_truncates_and_deduplicates_long_names(tmp_path, caplog):
     assert back["class_na_1"].tolist() == ["culture", "adventice", "culture", "adventice"]
     # the same long names are kept whole where the format allows them
     gpkg = write_polygons(gdf, tmp_path / "fields.gpkg")
-    assert "confidence_mean" in pyogrio.read_info(gpkg)["fields"]
+    assert "confidence_mean" in _info(gpkg)["fields"]
 
 
 def test_dbf_names_count_bytes_and_ignore_case():
@@ -195,9 +204,11 @@ def test_overwrite_replaces(tmp_path, fmt):
 def test_overwrite_replaces_the_whole_shapefile_set(tmp_path):
     path = write_polygons(_frame(), tmp_path / "fields.shp")
     path.with_suffix(".qix").write_bytes(b"old spatial index")
-    write_polygons(_frame(crs=None).iloc[:1], path, overwrite=True)
+    assert path.with_suffix(".qml").is_file()
+    unstyled = _frame(crs=None).iloc[:1].drop(columns="class_id")  # nothing to style by
+    write_polygons(unstyled, path, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "fields.cpg", "fields.dbf", "fields.shp", "fields.shx"]  # old .prj and .qix gone
+        "fields.cpg", "fields.dbf", "fields.shp", "fields.shx"]  # old .prj, .qix, .qml gone
     assert len(_read(path)) == 1
 
 
@@ -254,7 +265,7 @@ def test_empty_layer_keeps_schema(tmp_path, fmt):
         return
     assert list(back.columns) == [*ATTRS, "geometry"]
     if fmt != "parquet":
-        info = pyogrio.read_info(path)
+        info = _info(path)
         assert info["geometry_type"] == ("Polygon" if fmt == "shp" else "MultiPolygon")
         types = dict(zip(info["fields"], info["dtypes"], strict=True))
         assert types["class_id"].startswith("int") and types["area_m2"] == "float64"
@@ -264,7 +275,7 @@ def test_empty_frame_with_untyped_columns_gets_the_schema(tmp_path):
     empty = gpd.GeoDataFrame(columns=ATTRS, geometry=[], crs=CRS)
     assert empty["class_id"].dtype == object
     path = write_polygons(empty, tmp_path / "fields.gpkg")
-    info = pyogrio.read_info(path)
+    info = _info(path)
     types = dict(zip(info["fields"], info["dtypes"], strict=True))
     assert types == {"class_id": "int64", "class_name": "object", "area_m2": "float64",
                      "area_ha": "float64", "perim_m": "float64", "mean_conf": "float64",
