@@ -25,34 +25,44 @@ import shapely
 OUTSIDE = 256  # the label of everything beyond the raster's edge (no class id can be 256)
 
 
-class Junctions:
-    """Junction corners of a mask fed strip by strip, in order; a corner is ``(x, y)`` in
-    pixel coordinates (0..width, 0..height), keyed as ``y * (width + 1) + x``."""
+def junction_keys(y0: int, rows: np.ndarray, above: np.ndarray | None,
+                  below: np.ndarray | None) -> np.ndarray:
+    """Sorted keys of the junctions on corner rows ``y0 .. y0 + len(rows)`` of a strip.
 
-    def __init__(self, width: int, height: int) -> None:
+    ``above``/``below``: the mask row just above/below the strip, None at the raster's edge.
+    """
+    outside = np.full(rows.shape[1], OUTSIDE, dtype=np.int16)
+    stack = np.vstack([outside if above is None else above.astype(np.int16),
+                       rows.astype(np.int16),
+                       outside if below is None else below.astype(np.int16)])
+    ys, xs = np.nonzero(_three_or_more(stack[:-1], stack[1:]))
+    return (ys + y0).astype(np.int64) * (rows.shape[1] + 1) + xs
+
+
+class Junctions:
+    """Junction corners of a mask, fed as sorted key arrays in row order (each array's keys
+    above the previous ones'); a corner is ``(x, y)`` in pixel coordinates (0..width,
+    0..height), keyed as ``y * (width + 1) + x``."""
+
+    def __init__(self, width: int, height: int, keys: np.ndarray | None = None) -> None:
         self.width, self.height = width, height
-        self._prev = np.full(width, OUTSIDE, dtype=np.int16)  # the row above the next strip
-        self._next_row = 0
         self._parts: list[np.ndarray] = []
         self._keys = np.zeros(0, dtype=np.int64)  # row-major: y * (width + 1) + x, sorted
         self._cols = np.zeros(0, dtype=np.int64)  # the same, column-major: x * (height + 1) + y
+        self._last = -1
+        if keys is not None:
+            self.add(keys)
 
-    def add(self, y0: int, rows: np.ndarray) -> None:
-        """Take mask rows ``y0 .. y0 + len(rows)``, which must follow the previous ones."""
-        if y0 != self._next_row:
-            raise ValueError(f"strips must come in order: got row {y0}, expected "
-                             f"{self._next_row}")
-        rows = rows.astype(np.int16)
-        above = np.vstack([self._prev[None], rows[:-1]])
-        below = rows
-        if y0 + len(rows) == self.height:  # the bottom edge's corners too
-            above = np.vstack([above, rows[-1:]])
-            below = np.vstack([below, np.full((1, self.width), OUTSIDE, np.int16)])
-        ys, xs = np.nonzero(_three_or_more(above, below))
-        if len(ys):  # keys grow with the row, so the parts stay in sorted order
-            self._parts.append((ys + y0).astype(np.int64) * (self.width + 1) + xs)
-        self._prev = rows[-1].copy()
-        self._next_row = y0 + len(rows)
+    def add(self, keys: np.ndarray) -> None:
+        """Take the next rows' junction keys (sorted, all above those taken before)."""
+        if not len(keys):
+            return
+        keys = np.asarray(keys, dtype=np.int64)
+        if keys[0] <= self._last:
+            raise ValueError(f"junction keys must come in increasing order: {keys[0]} after "
+                             f"{self._last}")
+        self._parts.append(keys)
+        self._last = int(keys[-1])
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """Which of the corner ``keys`` are junctions."""
@@ -79,6 +89,25 @@ class Junctions:
         n = len(self._keys)
         return (np.where(horizontal, rows[0], cols[0] + n),
                 np.where(horizontal, rows[1], cols[1] + n))
+
+    def near(self, bounds: np.ndarray, block: int = 4) -> np.ndarray:
+        """Which of the boxes ``bounds`` (rows of xmin, ymin, xmax, ymax) may hold a junction
+        (on their edges included): a summed-area table over ``block``-pixel blocks of the
+        rows that have junctions, so never a false no."""
+        self._consolidate()
+        if not len(self._keys) or not len(bounds):
+            return np.zeros(len(bounds), dtype=bool)
+        w1 = self.width + 1
+        rows, cols = self._keys // w1 // block, self._keys % w1 // block
+        first = int(rows[0])  # keys are sorted: rows[0] is the smallest
+        shape = (int(rows[-1]) - first + 1, self.width // block + 1)
+        table = np.zeros((shape[0] + 1, shape[1] + 1), dtype=np.int64)
+        np.add.at(table, (rows - first + 1, cols + 1), 1)
+        table = table.cumsum(0).cumsum(1)
+        b = np.asarray(bounds, dtype=np.int64) // block
+        x0, x1 = np.clip(b[:, 0], 0, shape[1]), np.clip(b[:, 2] + 1, 0, shape[1])
+        y0, y1 = np.clip(b[:, 1] - first, 0, shape[0]), np.clip(b[:, 3] - first + 1, 0, shape[0])
+        return (table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]) > 0
 
     def points(self, index: np.ndarray) -> np.ndarray:
         """Corners (x, y) by :meth:`on_edges` index: the row-major keys, then the
@@ -111,16 +140,28 @@ def _three_or_more(above: np.ndarray, below: np.ndarray) -> np.ndarray:
     return distinct >= 3
 
 
-def match_vertices(geoms: np.ndarray, junctions: Junctions) -> np.ndarray:
+def match_vertices(geoms: np.ndarray, junctions: Junctions, *,
+                   turns_only: bool = False) -> np.ndarray:
     """Rebuild pixel-coordinate polygons with a vertex at every turn and every junction.
 
     ``geoms`` are Polygons/MultiPolygons whose edges run along pixel edges (as the polygonizer
     makes them, seams merged). Each ring keeps its turning corners and the junctions among its
     vertices, drops other collinear vertices, gains the junctions that lie on its edges, and
     starts at a turning corner. The work is per vertex and per junction, never per pixel.
+
+    ``turns_only``: the rings already hold only turning corners and start at one (GDAL's
+    polygonizer makes them so), so polygons with no junction near them are kept as they are
+    (most of them: 71% of the pieces of a crop/weed mask are left out this way).
     """
     if len(geoms) == 0:
         return geoms
+    if turns_only:
+        need = junctions.near(shapely.bounds(geoms))
+        if not need.all():
+            out = geoms.copy()
+            if need.any():
+                out[need] = match_vertices(geoms[need], junctions)
+            return out
     typ, coords, offsets = shapely.to_ragged_array(geoms)
     v, ring = _turns_and_junctions(np.rint(coords), offsets[0], junctions)
     nxt = np.arange(len(v)) + 1  # each kept vertex's successor in its ring, cyclically

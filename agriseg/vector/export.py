@@ -254,9 +254,11 @@ def _classes_in(gdf: gpd.GeoDataFrame) -> dict[int, str] | None:
     """Class id -> name of the polygons in ``gdf`` (None: no ``class_id`` column)."""
     if CLASS_ATTRIBUTE not in gdf.columns:
         return None
-    ids = gdf[CLASS_ATTRIBUTE].to_numpy()
-    names = gdf["class_name"] if "class_name" in gdf.columns else [f"class_{i}" for i in ids]
-    return {int(i): str(n) for i, n in zip(ids, names, strict=True)}
+    if "class_name" not in gdf.columns:
+        return {int(i): f"class_{i}" for i in np.unique(gdf[CLASS_ATTRIBUTE].to_numpy())}
+    first = gdf[[CLASS_ATTRIBUTE, "class_name"]].drop_duplicates(CLASS_ATTRIBUTE)
+    return {int(i): str(n) for i, n in zip(first[CLASS_ATTRIBUTE], first["class_name"],
+                                           strict=True)}
 
 
 def _check_layer(layer: str | None) -> str:

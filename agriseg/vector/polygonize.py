@@ -32,8 +32,11 @@ import shapely
 from affine import Affine
 from scipy import ndimage
 
+from agriseg.vector.coverage import Junctions, junction_keys, match_vertices
+
 STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool)}
 ID_BITS = 32  # global piece id = strip index << ID_BITS | id within the strip
+Edges = tuple[np.ndarray | None, np.ndarray | None]  # the mask rows above and below a strip
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Regions:
     geoms: np.ndarray
     value_sums: np.ndarray
     value_counts: np.ndarray
+    matched: np.ndarray  # valid and edge-matched already (see agriseg.vector.coverage)
 
     def __len__(self) -> int:
         return len(self.class_ids)
@@ -51,9 +55,10 @@ class Regions:
     @classmethod
     def concat(cls, parts: list[Regions]) -> Regions:
         if not parts:
-            return cls(np.zeros(0, np.int32), np.zeros(0, object), np.zeros(0), np.zeros(0))
+            return cls(np.zeros(0, np.int32), np.zeros(0, object), np.zeros(0), np.zeros(0),
+                       np.zeros(0, bool))
         return cls(*(np.concatenate([getattr(p, f) for p in parts])
-                     for f in ("class_ids", "geoms", "value_sums", "value_counts")))
+                     for f in ("class_ids", "geoms", "value_sums", "value_counts", "matched")))
 
 
 @dataclass
@@ -66,6 +71,7 @@ class StripPieces:
     counts: np.ndarray
     first_row: np.ndarray  # labels (1-based piece ids, 0 = none) of the strip's first row
     last_row: np.ndarray
+    junctions: np.ndarray | None = None  # keys of the junctions on its corner rows
 
 
 def label_strip(strip: np.ndarray, classes: Collection[int], connectivity: int
@@ -86,8 +92,13 @@ def label_strip(strip: np.ndarray, classes: Collection[int], connectivity: int
 
 def polygonize_strip(y0: int, strip: np.ndarray, values: np.ndarray | None,
                      classes: Collection[int], connectivity: int, value_nodata: int,
-                     as_wkb: bool = False) -> StripPieces:
-    """Label and polygonize one strip (pure: safe to run in a worker process)."""
+                     as_wkb: bool = False, edges: Edges | None = None) -> StripPieces:
+    """Label and polygonize one strip (pure: safe to run in a worker process).
+
+    With ``edges`` (the mask rows just above and below the strip, None at the raster's edge)
+    the pieces are also made valid and edge-matched here, and the strip's junctions come back
+    (those of its last corner row only at the raster's bottom: the next strip reports them).
+    """
     labels, piece_class = label_strip(strip, classes, connectivity)
     n = len(piece_class)
     geoms = np.empty(n, dtype=object)
@@ -95,6 +106,16 @@ def polygonize_strip(y0: int, strip: np.ndarray, values: np.ndarray | None,
                                                 connectivity=connectivity,
                                                 transform=Affine(1, 0, 0, 0, 1, y0)):
         geoms[int(value) - 1] = _polygon(geom["coordinates"])
+    keys = None
+    if edges is not None:
+        above, below = edges
+        keys = junction_keys(y0, strip, above, below)
+        bottom = y0 + len(strip)
+        if n:
+            geoms = match_vertices(valid(geoms), Junctions(strip.shape[1], bottom, keys),
+                                   turns_only=True)
+        if below is not None:
+            keys = keys[keys < bottom * (strip.shape[1] + 1)]
     sums, counts = np.zeros(n), np.zeros(n, dtype=np.int64)
     if values is not None and n:
         ok = (labels > 0) & (values != value_nodata)
@@ -102,7 +123,17 @@ def polygonize_strip(y0: int, strip: np.ndarray, values: np.ndarray | None,
         counts = np.bincount(labels[ok], minlength=n + 1)[1:]
     if as_wkb:
         geoms = shapely.to_wkb(geoms)
-    return StripPieces(piece_class, geoms, sums, counts, labels[0].copy(), labels[-1].copy())
+    return StripPieces(piece_class, geoms, sums, counts, labels[0].copy(), labels[-1].copy(),
+                       keys)
+
+
+def valid(geoms: np.ndarray) -> np.ndarray:
+    """Polygons made valid: 8-connected regions touch themselves at pixel corners."""
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms = geoms.copy()
+        geoms[bad] = shapely.make_valid(geoms[bad], method="structure")
+    return geoms
 
 
 def _polygon(rings: list) -> shapely.Polygon:
@@ -116,24 +147,49 @@ def _polygon(rings: list) -> shapely.Polygon:
 
 def polygonize_strips(strips: Iterable[tuple[int, np.ndarray, np.ndarray | None]], *,
                       classes: Collection[int], connectivity: int = 4,
-                      value_nodata: int = 255, workers: int = 0) -> Iterator[Regions]:
+                      value_nodata: int = 255, workers: int = 0,
+                      junctions: Junctions | None = None) -> Iterator[Regions]:
     """Regions of the ``classes`` of a mask given as ``(y0, rows, values)`` strips, in order.
 
     ``values`` (optional, e.g. a confidence strip) are summed per region, skipping
     ``value_nodata``. Geometries are in pixel coordinates (x = column, y = row); apply the
     raster transform afterwards. ``workers`` > 0 polygonizes strips in that many processes.
+    With ``junctions`` (an empty :class:`~agriseg.vector.coverage.Junctions` of the mask's
+    size) the strips also edge-match their pieces and fill it with the mask's junctions;
+    regions whose pieces were joined across a seam (``matched`` False) are left for the
+    caller to match against it, which is complete for every region already yielded.
     """
     if connectivity not in STRUCTURE:
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
     classes = frozenset(int(c) for c in classes)
-    seams = _SeamJoiner(connectivity)
+    seams = _SeamJoiner(connectivity, matched=junctions is not None)
     for index, (p, is_last) in enumerate(_map_ordered(strips, classes, connectivity,
-                                                      value_nodata, workers)):
+                                                      value_nodata, workers,
+                                                      junctions is not None)):
+        if junctions is not None:
+            junctions.add(p.junctions)
         yield seams.add(index, p, top=index > 0, bottom=not is_last)
     yield seams.close()
 
 
-def _map_ordered(strips, classes, connectivity, value_nodata, workers
+def _with_edges(strips: Iterable[tuple[int, np.ndarray, np.ndarray | None]], match: bool
+                ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, Edges | None]]:
+    """Each strip with the mask rows just above and below it (one strip read ahead)."""
+    if not match:
+        for y0, rows, values in strips:
+            yield y0, rows, values, None
+        return
+    above, held = None, None
+    for y0, rows, values in strips:
+        if held is not None:
+            yield (*held, (above, rows[0].copy()))
+            above = held[1][-1].copy()
+        held = (y0, rows, values)
+    if held is not None:
+        yield (*held, (above, None))
+
+
+def _map_ordered(strips, classes, connectivity, value_nodata, workers, match
                  ) -> Iterator[tuple[StripPieces, bool]]:
     """``(pieces, is_last)`` per strip, polygonized here or in worker processes, in order.
 
@@ -142,15 +198,16 @@ def _map_ordered(strips, classes, connectivity, value_nodata, workers
     """
     def results() -> Iterator[StripPieces]:
         if workers <= 0:
-            for y0, rows, values in strips:
-                yield polygonize_strip(y0, rows, values, classes, connectivity, value_nodata)
+            for y0, rows, values, edges in _with_edges(strips, match):
+                yield polygonize_strip(y0, rows, values, classes, connectivity, value_nodata,
+                                       edges=edges)
             return
         with main_not_reimported(), \
                 cf.ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
             window: deque[cf.Future] = deque()
-            for y0, rows, values in strips:
+            for y0, rows, values, edges in _with_edges(strips, match):
                 window.append(pool.submit(polygonize_strip, y0, rows, values, classes,
-                                          connectivity, value_nodata, True))
+                                          connectivity, value_nodata, True, edges))
                 if len(window) > workers + 1:  # bounded read-ahead
                     yield _unwkb(window.popleft())
             while window:
@@ -207,8 +264,9 @@ def _unwkb(future: cf.Future) -> StripPieces:
 class _SeamJoiner:
     """Joins pieces across seams with a union-find; only seam-touching pieces enter it."""
 
-    def __init__(self, connectivity: int) -> None:
+    def __init__(self, connectivity: int, matched: bool = False) -> None:
         self.connectivity = connectivity
+        self.matched = matched  # pieces arrive edge-matched: so are the unjoined ones
         self.parent: dict[int, int] = {}
         self.groups: dict[int, list[int]] = {}  # root -> ids of an open region's pieces
         self.data: dict[int, tuple[int, shapely.Geometry, float, int]] = {}
@@ -224,7 +282,7 @@ class _SeamJoiner:
             on_seam[p.last_row] = True
         on_seam = on_seam[1:]
         done = [Regions(p.classes[~on_seam], p.geoms[~on_seam], p.sums[~on_seam],
-                        p.counts[~on_seam])]
+                        p.counts[~on_seam], np.full(int((~on_seam).sum()), self.matched))]
         for i in np.flatnonzero(on_seam):
             gid = int(base + i + 1)
             self.parent[gid] = gid
@@ -271,7 +329,8 @@ class _SeamJoiner:
             geom = shapely.simplify(shapely.union_all([q[1] for q in parts]), 0.0)
         return Regions(np.array([parts[0][0]], np.int32), np.array([geom], dtype=object),
                        np.array([sum(q[2] for q in parts)]),
-                       np.array([sum(q[3] for q in parts)]))
+                       np.array([sum(q[3] for q in parts)]),
+                       np.array([self.matched and len(parts) == 1]))
 
 
 def _seam_pairs(above: np.ndarray, below: np.ndarray, connectivity: int) -> np.ndarray:

@@ -39,7 +39,7 @@ from agriseg.vector.attributes import (
 )
 from agriseg.vector.coverage import Junctions, match_vertices
 from agriseg.vector.export import DEFAULT_LAYER, format_for, polygon_sink
-from agriseg.vector.polygonize import Regions, polygonize_strips
+from agriseg.vector.polygonize import Regions, polygonize_strips, valid
 from agriseg.vector.sieve import sieve_strips
 from agriseg.vector.simplify import simplify_coverage
 
@@ -201,11 +201,17 @@ class _PixelAreas:
             return
         rows = rows[skip:]
         n = len(rows)
-        per_row = np.bincount((rows.astype(np.int32) + 256 * np.arange(n)[:, None]).ravel(),
-                              minlength=256 * n).reshape(n, 256)
-        self.count += per_row.sum(axis=0)
-        self.area += row_pixel_areas_m2(self.crs, self.transform,
-                                        np.arange(self.next_row, self.next_row + n)) @ per_row
+        area = row_pixel_areas_m2(self.crs, self.transform,
+                                  np.arange(self.next_row, self.next_row + n))
+        if np.all(area == area[0]):  # a projected CRS: one pixel area for all
+            count = np.bincount(rows.ravel(), minlength=256)
+            self.count += count
+            self.area += count * area[0]
+        else:
+            per_row = np.bincount((rows.astype(np.int32) + 256 * np.arange(n)[:, None]).ravel(),
+                                  minlength=256 * n).reshape(n, 256)
+            self.count += per_row.sum(axis=0)
+            self.area += area @ per_row
         self.next_row += n
 
 
@@ -313,11 +319,10 @@ def _regions(src, confidence, export, opts: VectorizeOptions, strip_rows, worker
                 if conf_src is not None:
                     vals = conf_src.read(1, window=Window(0, y0, src.width, rows.shape[0]))
                 bar.update(rows.shape[0])
-                junctions.add(y0, rows)
                 yield y0, rows, vals
 
         yield from polygonize_strips(with_values(), classes=export, connectivity=connectivity,
-                                     workers=workers)
+                                     workers=workers, junctions=junctions)
 
 
 def _to_frame(regions: Regions, *, src, names: dict[int, str], junctions: Junctions,
@@ -325,10 +330,9 @@ def _to_frame(regions: Regions, *, src, names: dict[int, str], junctions: Juncti
     """Attribute a chunk of regions; geometries are made valid, edge-matched (and simplified)
     in pixel coordinates, then mapped to the raster's CRS vertex by vertex."""
     geoms = regions.geoms.copy()
-    bad = ~shapely.is_valid(geoms)
-    if bad.any():  # 8-connected regions touch themselves at pixel corners
-        geoms[bad] = shapely.make_valid(geoms[bad], method="structure")
-    geoms = match_vertices(geoms, junctions)
+    joined = ~regions.matched  # joined across seams: not yet valid and edge-matched
+    if joined.any():
+        geoms[joined] = match_vertices(valid(geoms[joined]), junctions)
     if simplify_m > 0:
         px = pixel_size_m(src) or abs(src.transform.a) or 1.0  # no CRS: raster units
         geoms = simplify_coverage(geoms, regions.class_ids, simplify_m / px, junctions)

@@ -11,7 +11,7 @@ import shapely
 from rasterio.transform import from_origin
 from scipy import ndimage
 
-from agriseg.vector.coverage import Junctions, match_vertices
+from agriseg.vector.coverage import Junctions, junction_keys, match_vertices
 from agriseg.vector.vectorize import vectorize_mask
 
 CLASSES = json.dumps(["soil", "crop", "weed"])
@@ -61,22 +61,27 @@ def test_a_t_junction_is_a_vertex_of_every_polygon_through_it(tmp_path, transpos
     assert shapely.coverage_is_valid(geoms)
 
 
-def test_junctions_fed_in_strips_equal_one_pass():
+def test_junctions_found_strip_by_strip_equal_one_pass():
     mask = busy_field(60, 70)
-    one = Junctions(70, 60)
-    one.add(0, mask)
-    parts = Junctions(70, 60)
-    for y in range(0, 60, 7):
-        parts.add(y, mask[y:y + 7])
+    one = junction_keys(0, mask, None, None)
+    parts = [junction_keys(y, mask[y:y + 7], mask[y - 1] if y else None,
+                           mask[y + 7] if y + 7 < 60 else None) for y in range(0, 60, 7)]
+    # a strip's last corner row is the next one's first: each reports its own rows
+    own = [k[k < (y + 7) * 71] if y + 7 < 60 else k
+           for y, k in zip(range(0, 60, 7), parts, strict=True)]
+    assert (np.concatenate(own) == one).all() and len(one) > 50
+    j = Junctions(70, 60)
+    for k in own:
+        j.add(k)
     keys = np.arange(61 * 71)
-    assert (one.contains(keys) == parts.contains(keys)).all() and len(one) > 50
-    with pytest.raises(ValueError, match="in order"):
-        parts.add(0, mask[:7])
+    assert (j.contains(keys) == np.isin(keys, one)).all()
+    with pytest.raises(ValueError, match="increasing"):
+        j.add(own[0])
 
 
 def test_match_vertices_keeps_turns_and_junctions_only():
-    j = Junctions(10, 10)
-    j.add(0, np.zeros((10, 10), np.uint8))  # one label: no junction anywhere
+    j = Junctions(10, 10, junction_keys(0, np.zeros((10, 10), np.uint8), None, None))
+    assert len(j) == 0  # one label: no junction anywhere
     square = shapely.segmentize(shapely.box(2, 2, 6, 6), 1.0)  # 16 vertices, 4 turns
     (out,) = match_vertices(np.array([square]), j)
     assert shapely.get_num_coordinates(out) == 5 and shapely.equals(out, shapely.box(2, 2, 6, 6))
@@ -226,3 +231,30 @@ def test_geographic_mask_pixel_and_polygon_areas_agree(tmp_path):
     for name in ALL:
         assert r.area_m2_per_class[name] == pytest.approx(r.pixel_area_m2_per_class[name],
                                                           rel=1e-6)
+
+
+def test_worker_processes_give_the_same_edge_matched_polygons(tmp_path):
+    src = write_mask(tmp_path / "m.tif", busy_field())
+    frames = []
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}.gpkg"
+        vectorize_mask(src, out, classes=ALL, strip_rows=17, workers=workers)
+        frames.append(read(out))
+    (a, ga), (b, gb) = frames
+    assert len(a) == len(b) > 100 and shapely.coverage_is_valid(gb)
+    assert shapely.equals_exact(ga, gb, tolerance=0).all()  # vertex for vertex, in order
+
+
+def test_near_never_misses_a_junction_in_a_box():
+    rng = np.random.default_rng(3)
+    w, h = 500, 300
+    xy = np.unique(rng.integers(0, [w + 1, h + 1], size=(400, 2)), axis=0)
+    keys = np.sort(xy[:, 1].astype(np.int64) * (w + 1) + xy[:, 0])
+    j = Junctions(w, h, keys)
+    lo = rng.integers(0, [w, h], size=(2000, 2))
+    boxes = np.column_stack([lo, lo + rng.integers(0, 40, size=(2000, 2))])
+    inside = ((xy[None, :, 0] >= boxes[:, None, 0]) & (xy[None, :, 0] <= boxes[:, None, 2])
+              & (xy[None, :, 1] >= boxes[:, None, 1]) & (xy[None, :, 1] <= boxes[:, None, 3]))
+    near = j.near(boxes.astype(float), block=16)
+    assert near[inside.any(axis=1)].all()  # never a false no
+    assert not near.all()  # and it does rule boxes out
