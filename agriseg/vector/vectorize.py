@@ -60,6 +60,7 @@ class VectorizeResult:
     pixel_area_m2_per_class: dict[str, float] = field(default_factory=dict)
     nodata_pixels: int = 0
     exported: list[str] = field(default_factory=list)  # the classes turned into polygons
+    layer: str | None = None  # the layer's name (formats with layers)
 
 
 def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
@@ -127,7 +128,8 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
                                   with_conf=confidence is not None, simplify_m=opts.simplify_m,
                                   source=source)
         classes = mask_class_styles(src.tags(), _colormap(src), names, export)
-        with polygon_sink(dst, source_crs=src.crs, fmt=fmt, layer=layer or default_layer(source),
+        layer = layer or default_layer(source)
+        with polygon_sink(dst, source_crs=src.crs, fmt=fmt, layer=layer,
                           crs=opts.crs, overwrite=overwrite, classes=classes,
                           decimals=_decimals(src, opts.crs)) as write:
             stats = _write_chunks(regions, frame, write, opts.simplify_m)
@@ -139,7 +141,8 @@ def vectorize_mask(mask: str | os.PathLike, dst: str | os.PathLike, *,
                            pixel_area_m2_per_class={n: float(pixels.area[i])
                                                     for i, n in named.items()},
                            nodata_pixels=int(pixels.count[NODATA]),
-                           exported=[n for i, n in named.items() if i in export])
+                           exported=[n for i, n in named.items() if i in export],
+                           layer=None if fmt in ("shp", "parquet") else layer)
 
 
 def default_layer(source: str) -> str:

@@ -31,6 +31,7 @@ def test_map_writes_every_documented_file(make_checkpoint, tmp_path, fmt, suffix
     assert json.loads((out / "summary.json").read_text()) == summary
     layers = [name for name, _ in pyogrio.list_layers(out / f"fields{suffix}")]
     assert layers[0] == ("field_small_class_polygons" if fmt == "gpkg" else "fields")
+    assert summary["outputs"]["polygons_layer"] == (layers[0] if fmt == "gpkg" else None)
     assert layers[1:] == (["layer_styles"] if fmt == "gpkg" else [])
     gdf = gpd.read_file(out / f"fields{suffix}", layer=layers[0])
     with rasterio.open(out / "mask.tif") as m:
