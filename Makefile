@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask,onnx]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask,onnx,isoxml]"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyogrio
 import pytest
 import rasterio
 import torch
@@ -40,6 +41,17 @@ def _fresh_logging():
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "carrot-weed"
 CRS = "EPSG:32634"
+# GDAL before 3.12 (e.g. pyogrio 0.10's 3.9, `make test-min`) writes one-part features of
+# strict RFC 7946 GeoJSON as Polygon, whatever the layer's type; 3.12 keeps MultiPolygon
+STRICT_GEOJSON_TYPES = ({"MultiPolygon"} if pyogrio.__gdal_version__ >= (3, 12)
+                        else {"Polygon", "MultiPolygon"})
+
+
+def geojson_polygons(geometry: dict) -> list:
+    """The polygons (lists of rings) of a GeoJSON Polygon or MultiPolygon."""
+    if geometry["type"] == "Polygon":
+        return [geometry["coordinates"]]
+    return geometry["coordinates"]
 ORIGIN = (500000.0, 4650000.0)
 
 

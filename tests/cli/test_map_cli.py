@@ -97,7 +97,7 @@ def test_vectorize_cli(tmp_path):
     r = run("-q", "vectorize", SAMPLES / "field_small_labels.tif", "-o", out, "--classes",
             "weed", "--simplify", "0.01", "--crs", "EPSG:4326")
     assert r.exit_code == 0, r.output
-    gdf = gpd.read_file(out)
+    gdf = gpd.read_file(out, engine="pyogrio", layer=0)
     assert len(gdf) > 0 and set(gdf.class_name) == {"weed"} and gdf.crs.to_epsg() == 4326
     with rasterio.open(SAMPLES / "field_small_labels.tif") as ds:
         weed_m2 = (ds.read(1) == 2).sum() * 0.01 * 0.01

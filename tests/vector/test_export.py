@@ -13,6 +13,7 @@ import pyogrio
 import pyproj
 import pytest
 import shapely
+from conftest import STRICT_GEOJSON_TYPES, geojson_polygons
 from shapely.geometry import LineString, MultiPolygon, Polygon, box
 
 from agriseg.errors import ConfigError, OutputError, VectorError
@@ -368,8 +369,8 @@ def test_geojson_in_wgs84_is_strict_rfc7946(tmp_path):
         [f["geometry"] for f in doc["features"]]))]
     assert max(decimals) <= 7
     for feature in doc["features"]:
-        assert feature["geometry"]["type"] == "MultiPolygon"
-        for polygon in feature["geometry"]["coordinates"]:
+        assert feature["geometry"]["type"] in STRICT_GEOJSON_TYPES
+        for polygon in geojson_polygons(feature["geometry"]):
             exterior, *holes = (shapely.LinearRing(r) for r in polygon)
             assert exterior.is_ccw and not any(h.is_ccw for h in holes)
     back = _read(path)

@@ -50,7 +50,7 @@ def test_known_squares_have_exact_coordinates_and_areas(tmp_path):
     t = from_origin(500000.0, 4650000.0, 0.25, 0.25)
     src = write_mask(tmp_path / "m.tif", mask, transform=t)
     vectorize_mask(src, tmp_path / "p.gpkg", strip_rows=7)
-    gdf = gpd.read_file(tmp_path / "p.gpkg")
+    gdf = gpd.read_file(tmp_path / "p.gpkg", engine="pyogrio", layer=0)
     assert list(gdf.class_name) == ["crop", "weed"] and list(gdf.class_id) == [1, 2]
     crop = single(gdf.geometry[0])
     xs, ys = zip(*[t * (c, r) for c, r in [(10, 5), (30, 5), (30, 15), (10, 15)]], strict=True)
@@ -68,7 +68,7 @@ def test_geographic_mask_areas_are_metres(tmp_path):
     t = from_origin(21.0, 45.0, 1e-5, 1e-5)
     src = write_mask(tmp_path / "m.tif", mask, crs="EPSG:4326", transform=t)
     vectorize_mask(src, tmp_path / "p.gpkg")
-    gdf = gpd.read_file(tmp_path / "p.gpkg")
+    gdf = gpd.read_file(tmp_path / "p.gpkg", engine="pyogrio", layer=0)
     true_area, true_perim = Geod(ellps="WGS84").geometry_area_perimeter(gdf.geometry[0])
     assert gdf.crs.to_epsg() == 4326
     assert gdf.area_m2[0] == pytest.approx(abs(true_area), rel=0.005)
@@ -83,7 +83,7 @@ def test_result_does_not_depend_on_strip_height(tmp_path, opts):
     for rows in (17, 256, 300):
         out = tmp_path / f"p{rows}.gpkg"
         vectorize_mask(src, out, strip_rows=rows, **opts)
-        gdf = gpd.read_file(out)  # polygons come in the order they were finished: sort
+        gdf = gpd.read_file(out, engine="pyogrio", layer=0)  # in the order they were finished: sort
         key = gdf.bounds.assign(class_id=gdf.class_id, area=gdf.area_m2)
         order = key.sort_values(["class_id", "minx", "miny", "maxx", "maxy", "area"]).index
         frames.append(gdf.loc[order].reset_index(drop=True))
@@ -104,12 +104,12 @@ def test_min_area_and_fill_holes(tmp_path):
     mask[30:33, 30:33] = 0  # background hole inside crop: 9 px
     src = write_mask(tmp_path / "m.tif", mask)
     vectorize_mask(src, tmp_path / "raw.gpkg")
-    raw = gpd.read_file(tmp_path / "raw.gpkg")
+    raw = gpd.read_file(tmp_path / "raw.gpkg", engine="pyogrio", layer=0)
     crop = raw.geometry[raw.class_name == "crop"].iloc[0]
     assert len(raw) == 2 and len(single(crop).interiors) == 2
     px = 0.01 * 0.01
     vectorize_mask(src, tmp_path / "clean.gpkg", min_area_m2=5 * px, fill_holes_m2=10 * px)
-    clean = gpd.read_file(tmp_path / "clean.gpkg")
+    clean = gpd.read_file(tmp_path / "clean.gpkg", engine="pyogrio", layer=0)
     assert len(clean) == 1 and clean.class_name[0] == "crop"
     assert len(single(clean.geometry[0]).interiors) == 0  # speck sieved into crop, hole filled
     assert clean.area_m2[0] == pytest.approx(1600 * px)
@@ -119,7 +119,8 @@ def test_simplify_keeps_a_valid_coverage(tmp_path):
     src = write_mask(tmp_path / "m.tif", field())
     vectorize_mask(src, tmp_path / "raw.gpkg")
     vectorize_mask(src, tmp_path / "s.gpkg", simplify_m=0.03)
-    raw, simp = gpd.read_file(tmp_path / "raw.gpkg"), gpd.read_file(tmp_path / "s.gpkg")
+    raw = gpd.read_file(tmp_path / "raw.gpkg", engine="pyogrio", layer=0)
+    simp = gpd.read_file(tmp_path / "s.gpkg", engine="pyogrio", layer=0)
     geoms = simp.geometry.values
     assert shapely.coverage_is_valid(geoms)
     assert shapely.is_valid(geoms).all()
@@ -150,7 +151,7 @@ def test_confidence_and_class_selection(tmp_path):
     src = write_mask(tmp_path / "m.tif", mask)
     conf_path = write_mask(tmp_path / "c.tif", conf)
     vectorize_mask(src, tmp_path / "w.gpkg", classes=["weed"], confidence=conf_path)
-    gdf = gpd.read_file(tmp_path / "w.gpkg")
+    gdf = gpd.read_file(tmp_path / "w.gpkg", engine="pyogrio", layer=0)
     assert list(gdf.class_name) == ["weed"] and gdf.mean_conf[0] == pytest.approx(90)
     with pytest.raises(ConfigError, match="unknown class 'wheat'.*crop"):
         vectorize_mask(src, tmp_path / "x.gpkg", classes=["wheat"])
@@ -160,7 +161,7 @@ def test_confidence_and_class_selection(tmp_path):
 def test_all_background_gives_an_empty_valid_layer(tmp_path):
     src = write_mask(tmp_path / "m.tif", np.zeros((20, 20), np.uint8))
     r = vectorize_mask(src, tmp_path / "e.gpkg")
-    gdf = gpd.read_file(tmp_path / "e.gpkg")
+    gdf = gpd.read_file(tmp_path / "e.gpkg", engine="pyogrio", layer=0)
     assert r.polygons == 0 and len(gdf) == 0 and "area_m2" in gdf.columns
 
 
@@ -178,7 +179,7 @@ def test_real_label_raster(carrot_weed, tmp_path):
     """The Carrot-Weed labels (classes tag '0=soil,1=crop,2=weed') vectorize to their areas."""
     labels = carrot_weed / "IMG_3438_labels.tif"
     vectorize_mask(labels, tmp_path / "cw.gpkg", strip_rows=100)
-    gdf = gpd.read_file(tmp_path / "cw.gpkg")
+    gdf = gpd.read_file(tmp_path / "cw.gpkg", engine="pyogrio", layer=0)
     with rasterio.open(labels) as ds:
         lab = ds.read(1)
         px = abs(ds.transform.a * ds.transform.e)
