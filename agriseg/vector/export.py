@@ -14,11 +14,8 @@ default), ESRI Shapefile, GeoJSON, FlatGeobuf or GeoParquet. The rules, and why:
   readers, which insist on one geometry type per layer, always see a polygon layer. Shapefile has
   no single/multi distinction (its layer type is Polygon; readers get a Polygon back for one-part
   features).
-* **One Shapefile, not one per class.** All classes go to one file set with ``class_id`` and
-  ``class_name`` fields, which is what sprayer terminals import. DBF field names hold at most
-  10 bytes: longer names are truncated and de-duplicated deterministically (``_1``, ``_2``...),
-  with a warning. The ``.prj`` is written when the layer has a CRS and the ``.cpg`` says UTF-8, so
-  class names such as ``mauvaise_herbe_é`` survive.
+* **One Shapefile, not one per class** (:mod:`agriseg.vector.shapefile`): all classes in one
+  file set with ``class_id`` and ``class_name`` fields, as sprayer terminals import it.
 * **GeoJSON is written in the layer's CRS.** RFC 7946 wants WGS84, but reprojecting silently
   would change the coordinates a user compares against the raster; GDAL writes a ``crs`` member
   for any other CRS. ``crs="EPSG:4326"`` (``--crs EPSG:4326``) gives strict RFC 7946 output: no
@@ -45,8 +42,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -59,20 +54,17 @@ import pyproj
 import shapely
 
 from agriseg import __version__
-from agriseg.errors import ConfigError, OutputError, VectorError
+from agriseg.errors import ConfigError, VectorError
 from agriseg.outputs import atomic_file_set, atomic_output, check_output
 from agriseg.styles import CLASS_ATTRIBUTE, ClassStyle, class_styles, polygon_qml
 from agriseg.vector.formats import DEFAULT_FORMAT, FORMATS, FormatSpec  # noqa: F401 - re-exported
+from agriseg.vector.shapefile import check_shapefile_free, write_shapefile
 
 log = logging.getLogger("agriseg")
 
 
 _ALIASES = {"geopackage": "gpkg", "shapefile": "shp", "json": "geojson", "flatgeobuf": "fgb",
             "geoparquet": "parquet"}
-# Files a Shapefile may consist of; all are removed when an old set is overwritten.
-_SHP_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".fix", ".shp.xml",
-              ".qml")
-_DBF_NAME_BYTES = 10
 # Known columns and the dtype kinds they must have; frames built empty often carry ``object``.
 _SCHEMA = {"class_id": ("iu", "int64"), "class_name": ("OUT", "str"), "area_m2": ("f", "float64"),
            "area_ha": ("f", "float64"), "perim_m": ("f", "float64"),
@@ -146,7 +138,9 @@ def write_polygons(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str |
                  "for web tools", path, out.crs.to_string())
     qml = _style(out, classes)
     if spec.name == "shp":
-        _write_shapefile(out, path, overwrite, qml)
+        write_shapefile(out, path, overwrite, lambda gdf, dst: _write_ogr(
+            gdf, dst, "ESRI Shapefile", None, encoding="UTF-8"),
+            sidecars={} if qml is None else {".qml": qml})
     elif spec.name == "gpkg":
         with atomic_output(path, overwrite) as tmp:
             _write_ogr(out, tmp, spec.driver, layer, **_creation_options(
@@ -362,97 +356,11 @@ def _write_ogr(gdf: gpd.GeoDataFrame, path: Path, driver: str, layer: str | None
                                 geometry_type="MultiPolygon", promote_to_multi=True, **kwargs)
 
 
-def _dbf_names(columns: list[str]) -> dict[str, str]:
-    """Map column names to unique DBF field names of at most 10 bytes (UTF-8).
-
-    Short names are kept as they are and reserved first; long ones are truncated in column
-    order and, on a clash (DBF names compare case-insensitively), end in ``_1``, ``_2``...
-    """
-    taken = {c.casefold() for c in columns if len(c.encode()) <= _DBF_NAME_BYTES}
-    renames: dict[str, str] = {}
-    for col in columns:
-        if len(col.encode()) <= _DBF_NAME_BYTES:
-            continue
-        name, n = _truncate(col, _DBF_NAME_BYTES), 0
-        while name.casefold() in taken:
-            n += 1
-            tail = f"_{n}"
-            name = _truncate(col, _DBF_NAME_BYTES - len(tail)) + tail
-        taken.add(name.casefold())
-        renames[col] = name
-    return renames
-
-
-def _truncate(name: str, nbytes: int) -> str:
-    """Cut ``name`` to ``nbytes`` of UTF-8 without splitting a character."""
-    return name.encode()[:nbytes].decode(errors="ignore")
-
-
 def _check_free(path: Path, fmt: str, overwrite: bool) -> None:
     """Check the output and the files that go with it (Shapefile parts, the ``.qml``)."""
     if fmt == "shp":
-        _check_shapefile_free(path, overwrite)
+        check_shapefile_free(path, overwrite)
         return
     check_output(path, overwrite)
     if fmt != "gpkg":
         check_output(style_path(path), overwrite)
-
-
-def _check_shapefile_free(path: Path, overwrite: bool) -> None:
-    """Check the ``.shp`` like any output, and refuse to mix into a stray ``.dbf``/``.prj``."""
-    check_output(path, overwrite)
-    if overwrite:
-        return
-    for part in _shapefile_parts(path):
-        if part.exists():
-            raise OutputError(f"{path}: {part.name} already exists; pass --overwrite to "
-                              "replace the shapefile")
-
-
-def _shapefile_parts(path: Path) -> list[Path]:
-    return [path.with_suffix(ext) for ext in _SHP_PARTS]
-
-
-def _write_shapefile(gdf: gpd.GeoDataFrame, path: Path, overwrite: bool,
-                     qml: str | None) -> None:
-    """Write the file set (with its ``.qml`` style) in a temporary folder beside ``path``,
-    then move it into place."""
-    renames = _dbf_names([c for c in gdf.columns if c != gdf.geometry.name])
-    if renames:
-        log.warning("%s: Shapefile field names are at most 10 characters; renamed %s", path,
-                    ", ".join(f"{old!r} -> {new!r}" for old, new in renames.items()))
-        gdf = gdf.rename(columns=renames)
-    parent = path.parent if str(path.parent) else Path(".")
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".part", dir=parent))
-    try:
-        _write_ogr(gdf, tmpdir / path.name, "ESRI Shapefile", None, encoding="UTF-8")
-        if not (tmpdir / path.name).exists():
-            raise RuntimeError(f"nothing was written to {tmpdir / path.name}")
-        if qml is not None:
-            style_path(tmpdir / path.name).write_text(qml, encoding="utf-8")
-        _move_shapefile_set(tmpdir, path, overwrite)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def _move_shapefile_set(tmpdir: Path, path: Path, overwrite: bool) -> None:
-    """Replace the old set (if any) by the new one, ``.shp`` removed first and moved in last.
-
-    Readers open a shapefile by its ``.shp``, so between the two sets there is briefly no
-    shapefile at all, never one with parts from two runs. If a move fails, the parts already
-    moved are removed again: no ``.shp`` without its ``.dbf``.
-    """
-    new = sorted(tmpdir.iterdir(), key=lambda p: (p.suffix.lower() == ".shp", p.name))
-    if overwrite:
-        for old in _shapefile_parts(path):
-            old.unlink(missing_ok=True)
-    moved: list[Path] = []
-    try:
-        for part in new:
-            dest = path.parent / part.name
-            os.replace(part, dest)
-            moved.append(dest)
-    except BaseException:
-        for dest in moved:
-            dest.unlink(missing_ok=True)
-        raise

@@ -17,7 +17,7 @@ from conftest import STRICT_GEOJSON_TYPES, geojson_polygons
 from shapely.geometry import LineString, MultiPolygon, Polygon, box
 
 from agriseg.errors import ConfigError, OutputError, VectorError
-from agriseg.vector import export
+from agriseg.vector import export, shapefile
 from agriseg.vector.export import FORMATS, format_for, write_polygons
 
 CRS = "EPSG:32634"
@@ -148,7 +148,7 @@ def test_shapefile_truncates_and_deduplicates_long_names(tmp_path, caplog):
 
 
 def test_dbf_names_count_bytes_and_ignore_case():
-    names = export._dbf_names(["Confidence", "confidence_x", "préparation_sol", "a" * 11])
+    names = shapefile.dbf_names(["Confidence", "confidence_x", "préparation_sol", "a" * 11])
     assert names == {"confidence_x": "confiden_1", "préparation_sol": "préparati",
                      "a" * 11: "a" * 10}
     assert all(len(n.encode()) <= 10 for n in names.values())
