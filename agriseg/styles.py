@@ -12,9 +12,11 @@ no agriseg import, so both the raster writers and the vector exporters can use i
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from agriseg.constants import DEFAULT_COLORS, NODATA
 
@@ -37,6 +39,11 @@ class ClassStyle:
 def fallback_color(class_id: int) -> tuple[int, int, int]:
     """A fixed colour per class id for masks that carry none, the same on every run."""
     return DEFAULT_COLORS[class_id % len(DEFAULT_COLORS)]
+
+
+def style_path(path: str | os.PathLike) -> Path:
+    """The ``.qml`` QGIS loads with a data file: the same name with the suffix ``.qml``."""
+    return Path(path).with_suffix(".qml")
 
 
 def class_styles(names: Mapping[int, str] | Sequence[str],

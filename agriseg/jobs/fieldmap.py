@@ -27,6 +27,7 @@ from agriseg.options import PredictOptions, VectorizeOptions, split_options
 from agriseg.outputs import atomic_dir
 from agriseg.raster.io import open_raster, pixel_size_m, select_bands
 from agriseg.raster.preview import render_preview
+from agriseg.styles import style_path
 from agriseg.vector.export import FORMATS, format_for
 from agriseg.vector.vectorize import VectorizeResult, vectorize_mask
 
@@ -198,7 +199,7 @@ def _model_identity(model, card) -> dict[str, Any]:
 
 
 def folder_readme(polygons_name: str, fmt: str, preview: bool = True) -> str:
-    mask_qml, conf_qml = (Path(n).with_suffix(".qml").name for n in (MASK_NAME, CONFIDENCE_NAME))
+    mask_qml, conf_qml = (style_path(n).name for n in (MASK_NAME, CONFIDENCE_NAME))
     text = f"""agriseg field map ({__version__})
 
 {MASK_NAME}        class mask, Cloud-Optimized GeoTIFF, uint8 class ids (see its colour table

@@ -16,8 +16,9 @@ from typing import Any, Literal
 import numpy as np
 
 from agriseg import __version__
-from agriseg.constants import DEFAULT_COLORS, SUPPORTED_DTYPES
+from agriseg.constants import SUPPORTED_DTYPES
 from agriseg.errors import CheckpointError, ConfigError
+from agriseg.styles import fallback_color
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class ModelCard:
         if len(self.classes) < 2:
             raise ConfigError("a model needs at least 2 classes (0 is background/soil)")
         if not self.colors:
-            cols = tuple(DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(self.classes)))
+            cols = tuple(fallback_color(i) for i in range(len(self.classes)))
             object.__setattr__(self, "colors", cols)
         elif len(self.colors) != len(self.classes):
             raise ConfigError(f"{len(self.colors)} colours for {len(self.classes)} classes")

@@ -23,7 +23,13 @@ from rasterio.crs import CRS
 
 from agriseg.constants import NODATA
 from agriseg.outputs import atomic_file_set
-from agriseg.styles import category_names_pam, class_styles, confidence_qml, mask_qml
+from agriseg.styles import (
+    category_names_pam,
+    class_styles,
+    confidence_qml,
+    mask_qml,
+    style_path,
+)
 
 Resampling = Literal["nearest", "mode", "average"]
 
@@ -154,12 +160,12 @@ def class_mask_sidecars(dst: str | os.PathLike, classes: Sequence[str],
     """
     dst = Path(dst)
     styles = class_styles(list(classes), list(colors))
-    return {pam_path(dst): category_names_pam(styles), dst.with_suffix(".qml"): mask_qml(styles)}
+    return {pam_path(dst): category_names_pam(styles), style_path(dst): mask_qml(styles)}
 
 
 def confidence_sidecars(dst: str | os.PathLike) -> dict[Path, str]:
     """The QGIS style beside a confidence raster: 0-100 % on a red-yellow-green ramp."""
-    return {Path(dst).with_suffix(".qml"): confidence_qml()}
+    return {style_path(dst): confidence_qml()}
 
 
 def pam_path(raster: str | os.PathLike) -> Path:

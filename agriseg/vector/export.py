@@ -56,7 +56,7 @@ import shapely
 from agriseg import __version__
 from agriseg.errors import ConfigError, VectorError
 from agriseg.outputs import atomic_file_set, atomic_output, check_output
-from agriseg.styles import CLASS_ATTRIBUTE, ClassStyle, class_styles, polygon_qml
+from agriseg.styles import CLASS_ATTRIBUTE, ClassStyle, class_styles, polygon_qml, style_path
 from agriseg.vector.formats import DEFAULT_FORMAT, FORMATS, FormatSpec  # noqa: F401 - re-exported
 from agriseg.vector.shapefile import check_shapefile_free, write_shapefile
 
@@ -199,7 +199,8 @@ def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
                                                                         gpkg_version)
             out = _prepare(gdf, target)
             _write_ogr(out, tmp, spec.driver, layer, **options)
-            seen.update(_classes_in(out) or {})
+            if classes is None:  # else the style is the classes given
+                seen.update(_classes_in(out) or {})
             chunks += 1
 
         yield write
@@ -207,11 +208,6 @@ def polygon_sink(path: str | os.PathLike, *, source_crs, fmt: str | None = None,
             raise RuntimeError("polygon_sink: nothing was written")
         if classes is not None or seen:
             write_gpkg_style(tmp, layer, polygon_qml(classes or class_styles(seen)))
-
-
-def style_path(path: str | os.PathLike) -> Path:
-    """The ``.qml`` QGIS loads with a data file: the same name with the suffix ``.qml``."""
-    return Path(path).with_suffix(".qml")
 
 
 def write_gpkg_style(path: Path, layer: str, qml: str) -> None:
