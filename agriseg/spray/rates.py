@@ -63,8 +63,10 @@ def field_cells(grid: CellGrid, boundary: shapely.Geometry | None,
     if boundary is None:
         field = default_field.copy()
     else:
-        field = shapely.intersects(cells, boundary)
-        cells[field] = shapely.intersection(cells[field], boundary)
+        shapely.prepare(boundary)  # tested against every cell: prepared, it is the 1st argument
+        field = shapely.intersects(boundary, cells)
+        edge = field & ~shapely.contains_properly(boundary, cells)  # only these need clipping
+        cells[edge] = shapely.intersection(cells[edge], boundary)
     area = np.zeros(grid.size)
     area[field] = metric_area_perimeter(cells[field], grid.crs)[0]
     field &= area > 0
@@ -110,7 +112,8 @@ def headland_cells(grid: CellGrid, field: np.ndarray, cells: np.ndarray, headlan
             strip = to_crs(strip, to_grid, segment=headland_m / 4)
         hit = np.zeros(grid.size, bool)
         idx = np.flatnonzero(field)
-        hit[idx] = shapely.intersects(cells[idx], strip) & ~shapely.touches(cells[idx], strip)
+        shapely.prepare(strip)
+        hit[idx] = shapely.intersects(strip, cells[idx]) & ~shapely.touches(strip, cells[idx])
         return hit
     outside = np.pad(~field.reshape(grid.shape), 1, constant_values=True)
     near = ndimage.binary_dilation(outside, structure=reach(grid, headland_m))[1:-1, 1:-1]

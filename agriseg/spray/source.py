@@ -96,8 +96,8 @@ def _polygon_map(p: Path, weed_class) -> WeedMap:
         else np.array([f"class_{i}" for i in ids])
     names = dict(zip(ids.tolist(), names_col.tolist(), strict=True))
     if "class_id" not in df.columns:  # names only: number them
-        names = {i: n for i, n in enumerate(sorted(set(names_col)))}
-        ids = np.array([{n: i for i, n in names.items()}[n] for n in names_col])
+        unique, ids = np.unique(names_col, return_inverse=True)
+        names = dict(enumerate(unique.tolist()))
     weed_ids, weed_names = pick_weed_classes(names, weed_class, str(p))
     geoms = df.geometry.to_numpy()
     keep = np.isin(ids, weed_ids) & ~shapely.is_empty(geoms) & ~shapely.is_missing(geoms)

@@ -11,7 +11,7 @@ import pyogrio
 import pytest
 import rasterio
 import shapely
-from conftest import WEED_PATCHES, weed_field
+from conftest import weed_field
 from pyproj import CRS, Transformer
 
 from agriseg.spray import prescribe
@@ -178,10 +178,16 @@ def test_sample_tile_report(tmp_path):
     assert set(rep["grids"]) == {"field", "isoxml"}
     for g in rep["grids"].values():
         assert 0 < g["cells_sprayed"] < g["cells"]
-        assert g["cells_sprayed"] + g["cells_unsprayed"] == g["cells"]
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {
         "prescription.zip", "prescription.gpkg", "prescription.json", "TASKDATA"}
-    assert WEED_PATCHES  # the generated field's patches are what the other tests cover
+    # the counts are those of the files written: cells with a rate in the GeoPackage and the
+    # ISO-XML grid's binary
+    rates = pyogrio.read_dataframe(out / "prescription.gpkg")["RATE"].to_numpy()
+    assert len(rates) == rep["grids"]["field"]["cells"]
+    assert (rates > 0).sum() == rep["grids"]["field"]["cells_sprayed"]
+    values = np.fromfile(out / "TASKDATA" / "GRD00000.BIN", dtype="<i4")
+    assert (values > 0).sum() == rep["grids"]["isoxml"]["cells_sprayed"]
 
 
 def test_weed_classes_by_default_name_or_id():
