@@ -132,7 +132,8 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
     TrainResult
         Paths of ``best.safetensors`` and ``last.safetensors`` (ordinary agriseg checkpoints),
         epochs run, the best epoch and its validation mIoU, the per-epoch history, seconds,
-        and each growth of a growable network (epoch, ``op``, new shape, parameters).
+        each growth of a growable network (epoch, ``op``, new shape, parameters), and with
+        ``budget_minutes`` what the budget measured and chose (as in ``budget.json``).
 
     Raises
     ------
