@@ -80,3 +80,11 @@ def test_cross_validation_refuses_a_given_validation_split(fields, tmp_path):
     with pytest.raises(AgrisegError, match="cannot make 4 cross-validation folds from 3"):
         cross_validate(config(fields, tmp_path / "x"), folds=4)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_budget_is_shared_by_the_folds(fields, tmp_path):
+    cross_validate(config(fields, tmp_path / "cv", "budget_minutes=0.1"), folds=2)
+    plans = [json.loads((tmp_path / "cv" / f"fold-{i}" / "budget.json").read_text())
+             for i in (1, 2)]
+    assert 1 / 60 <= plans[0]["budget_minutes"] <= 0.1 / 2  # half of what was left
+    assert 1 / 60 <= plans[1]["budget_minutes"] <= 0.1 - plans[0]["setup_s"] / 60  # the rest

@@ -17,7 +17,8 @@ back (weights and normalization buffers, a fresh optimizer and schedule, every R
 run trains exactly as ``epochs=<chosen>`` would. With a budget, early stopping is off (stopping
 on a plateau would end the schedule half-way; ``best.safetensors`` still keeps the best epoch),
 and ``max_minutes`` cannot be given as well. The choice is logged and written to
-``budget.json``; ``--resume`` reads it back and keeps the chosen epochs.
+``budget.json`` with the time used so far; ``--resume`` reads it back and goes on planning from
+there (the time between the calls does not count).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class BudgetPlan:
     total_steps: int  # the schedule's length: it ends at its final value on the last step
     first_epochs: int = 0  # the epochs chosen from the measurement, before any re-planning
     replans: int = 0  # times the epochs were changed after an epoch from its measured time
+    used_s: float = 0.0  # of the budget, after the last finished epoch (resume goes on from it)
 
     @property
     def epoch_s(self) -> float:
@@ -139,6 +141,7 @@ def replan(trainer: Trainer, plan: BudgetPlan, finished: int, elapsed_s: float,
     epochs (at least one more while the plan has any left), the cosine schedule stretched or
     shrunk to end on the new last step. A no-op for one-cycle (its phases are fixed) and once
     the planned epochs are done."""
+    plan = dataclasses.replace(plan, used_s=elapsed_s)
     if finished + 1 >= plan.epochs or trainer.cfg.schedule == "onecycle" or not epoch_times:
         return plan
     epoch_s = statistics.median(epoch_times[-5:])  # follows a lasting change of load, not a spike

@@ -149,22 +149,23 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
         setup = prepare(cfg)
         trainer = Trainer(cfg, setup, device)
         plan = _budget(trainer, out, resume, t0) if cfg.budget_minutes else None
+        t_budget = t0 - (plan.used_s if plan and resume else 0.0)  # a resumed run's clock
         cfg = trainer.cfg  # a budget chose the epochs (and turned early stopping off)
         state = trainer.load(out) if resume else _start(out, cfg, setup, plan)
-        start, epoch_times = state.next_epoch, []
+        start, epoch_times, t_mark = state.next_epoch, [], time.perf_counter()
         epoch = start
         while epoch < (trainer.cfg.epochs if stop_after is None
                        else min(trainer.cfg.epochs, start + stop_after)):
-            t_epoch = time.perf_counter()
             trainer.maybe_grow(state, epoch)
             row = trainer.run_epoch(epoch, progress)
             log.info("epoch %d: loss %.4f, val mIoU %.4f", epoch, row["loss"], row["val_miou"])
-            trainer.save(out, row, state, best=state.record(row))
-            epoch_times.append(time.perf_counter() - t_epoch)
-            if plan is not None and not resume:  # correct the plan by the epochs' pace
-                plan = replan(trainer, plan, epoch, time.perf_counter() - t0, epoch_times)
+            epoch_times.append(time.perf_counter() - t_mark)  # with the last epoch's saving
+            t_mark = time.perf_counter()
+            if plan is not None:  # correct the plan by the epochs' pace (saved below)
+                plan = replan(trainer, plan, epoch, t_mark - t_budget, epoch_times)
                 write_plan(out, plan)
                 save_config(trainer.cfg, out / "config.yaml")  # the epochs the run will have
+            trainer.save(out, row, state, best=state.record(row))
             if _stop(trainer.cfg, state, t0):
                 break
             epoch += 1
@@ -175,7 +176,7 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
 
 
 def _budget(trainer: Trainer, out: Path, resume: bool, t0: float) -> BudgetPlan:
-    """Fit the run to ``budget_minutes`` (see budget.py); a resumed run keeps its plan."""
+    """Fit the run to ``budget_minutes`` (see budget.py); a resumed run goes on with its plan."""
     if not resume:
         return fit_to_budget(trainer, trainer.cfg.budget_minutes, time.perf_counter() - t0)
     plan = read_plan(out)

@@ -30,7 +30,7 @@ def test_a_budget_ends_training_on_time_at_the_end_of_the_schedule(fields, tmp_p
     assert abs(wall - 60 * budget_min) <= 0.1 * 60 * budget_min, (wall, r.budget)
     plan = json.loads((tmp_path / "run" / "budget.json").read_text())
     assert plan == pytest.approx(r.budget)
-    assert len(r.history) == plan["epochs"] > 1  # early stopping is off: every chosen epoch ran
+    assert len(r.history) == plan["epochs"]  # early stopping (1) is off: every chosen epoch ran
     assert plan["total_steps"] == plan["epochs"] * plan["steps_per_epoch"] == plan["epochs"] * 2
     assert plan["step_s"] > 0 and plan["validate_s"] > 0
     assert r.history[0]["lr"] > 0.9 * 0.01 * (1 + 1) / 2  # the first epoch is near the top
@@ -59,3 +59,16 @@ def test_budget_and_max_minutes_cannot_both_be_given(fields, tmp_path):
         config(fields, tmp_path, "budget_minutes=1", "max_minutes=2")
     with pytest.raises(AgrisegError, match="budget_minutes must be > 0"):
         config(fields, tmp_path, "budget_minutes=0")
+
+
+def test_a_resumed_budget_run_keeps_its_plan_and_ends_the_schedule(fields, tmp_path):
+    cfg = config(fields, tmp_path / "run", "budget_minutes=0.2")
+    first = train(cfg, stop_after=1)
+    assert len(first.history) == 1
+    r = train(cfg, resume=True)
+    plan = json.loads((tmp_path / "run" / "budget.json").read_text())
+    assert len(r.history) == plan["epochs"] == r.budget["epochs"]  # > 1 unless the CPU is busy
+    assert r.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with safe_open(str(tmp_path / "run" / "last.state.safetensors"), "pt") as f:
+        sched = json.loads(f.metadata()["agriseg_train_state"])["scheduler"]
+    assert sched["T_max"] == sched["last_epoch"] == plan["total_steps"]
