@@ -154,7 +154,7 @@ def replan(trainer: Trainer, plan: BudgetPlan, finished: int, elapsed_s: float,
         # learning rate carries on smoothly from where it is and reaches eta_min at T_max
         trainer.scheduler.T_max = epochs * plan.steps_per_epoch
     trainer.cfg = dataclasses.replace(trainer.cfg, epochs=epochs)
-    log.info("budget: %.2f s/epoch, %.1f s left -> %d epochs in all", epoch_s, left, epochs)
+    log.debug("budget: %.2f s/epoch, %.1f s left -> %d epochs in all", epoch_s, left, epochs)
     return dataclasses.replace(plan, epochs=epochs, total_steps=epochs * plan.steps_per_epoch,
                                replans=plan.replans + 1)
 

@@ -86,11 +86,11 @@ def test_train_folds_and_budget_bad_values_exit_2(tmp_path):
 def test_train_budget_says_what_it_chose(tmp_path):
     field(tmp_path)
     out = tmp_path / "run"
-    r = run("-q", "train", "--budget", "0.01", f"images={tmp_path}/f?.tif",
+    r = run("-q", "train", "--budget", "0.001", f"images={tmp_path}/f?.tif",
             f"labels={tmp_path}", "patch_px=32", "batch_size=2", "windows_per_epoch=4",
             "classes=[soil, crop]", TINY, f"out_dir={out}")
     assert r.exit_code == 0, r.output
     plan = json.loads((out / "budget.json").read_text())
-    assert plan["budget_minutes"] == 0.01 and plan["epochs"] == 1  # 0.6 s: one epoch
-    assert r.output.startswith(f"budget 0.01 min: {plan['step_s']:.3f} s/step measured -> "
+    assert plan["budget_minutes"] == 0.001 and plan["epochs"] == 1  # 0.06 s: one epoch
+    assert r.output.startswith(f"budget 0.001 min: {plan['step_s']:.3f} s/step measured -> "
                                "1 epochs (2 schedule steps)")

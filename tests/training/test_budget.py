@@ -46,7 +46,7 @@ def test_a_budget_run_trains_as_the_same_number_of_epochs_would(fields, tmp_path
     """The measurement puts weights, optimizer and RNGs back: no trace in the result."""
     from safetensors.torch import load_file
 
-    r = train(config(fields, tmp_path / "b", "budget_minutes=0.01"))  # too short: 1 epoch
+    r = train(config(fields, tmp_path / "b", "budget_minutes=0.001"))  # too short: 1 epoch
     assert r.budget["epochs"] == len(r.history) == 1
     plain = train(config(fields, tmp_path / "p", "epochs=1"))
     assert [h["loss"] for h in r.history] == [h["loss"] for h in plain.history]
