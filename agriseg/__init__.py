@@ -10,6 +10,7 @@ command line, one function per command, always source, then destination, then ke
     agriseg.vectorize("mask.tif", "fields.gpkg", min_area_m2=0.01)
     agriseg.evaluate(["a.tif"], ["a_labels.tif"], model="m.safetensors")
     agriseg.train("configs/train/sample.yaml", epochs=2)
+    agriseg.cross_validate("configs/train/sample.yaml", "runs/cv", folds=5)  # train --folds
     agriseg.run_batch(["incoming/"], "maps/", min_age_s=600)  # agriseg batch
     agriseg.prescribe("field-map/", "spray/", formats=("shp", "isoxml"))
     model = agriseg.load_model("m.safetensors")
@@ -33,6 +34,7 @@ _LAZY = {
     "map_field": ("agriseg.jobs.fieldmap", "map_field"),
     "evaluate": ("agriseg.jobs.evaluate", "evaluate_model"),
     "train": ("agriseg.training.loop", "train"),
+    "cross_validate": ("agriseg.crossval", "cross_validate"),
     "run_batch": ("agriseg.batch.run", "run_batch"),
     "prescribe": ("agriseg.spray", "prescribe"),
     "load_model": ("agriseg.models.checkpoint", "load_model"),

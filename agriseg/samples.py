@@ -201,3 +201,23 @@ def split_samples(samples: Sequence[Sample], *, val_fraction: float = 0.25,
     val_idx = set(order[:n_val].tolist())
     return ([s for i, s in enumerate(ordered) if i not in val_idx],
             [s for i, s in enumerate(ordered) if i in val_idx])
+
+
+def fold_samples(samples: Sequence[Sample], folds: int, *, seed: int = 0) -> list[list[Sample]]:
+    """``folds`` disjoint groups of whole images for cross-validation, reproducible from ``seed``.
+
+    Images are sorted by name, shuffled with ``numpy.random.default_rng(seed)`` (as
+    :func:`split_samples` does) and dealt in turn, so every image is in exactly one fold and fold
+    sizes differ by at most one. Fold ``i`` validates on its images and trains on the others.
+    """
+    ordered = sorted(samples, key=lambda s: (s.image.name, str(s.image)))
+    if not 2 <= folds <= len(ordered):
+        raise ConfigError(f"cannot make {folds} cross-validation folds from {len(ordered)} "
+                          f"image(s): folds are by whole image; use 2 to {len(ordered)} folds"
+                          if len(ordered) >= 2 else
+                          f"cross-validation needs at least 2 images, found {len(ordered)}")
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    groups: list[list[Sample]] = [[] for _ in range(folds)]
+    for pos, i in enumerate(order.tolist()):
+        groups[pos % folds].append(ordered[i])
+    return [sorted(g, key=lambda s: (s.image.name, str(s.image))) for g in groups]

@@ -3,7 +3,8 @@
 raster/ is I/O and knows no models; vector/ builds on raster/; models/ know cards and networks
 and read no rasters (whether a raster fits a card is infer/'s question); jobs/ (field mapping,
 evaluation, tiling, info) combine layers and sit above them; batch/ runs jobs over many rasters
-and sits above jobs/; only cli/ knows click; nothing the pipeline runs imports the sample-data
+and sits above jobs/; crossval (cross-validation) trains and evaluates, so it sits above
+training/ and jobs/; only cli/ knows click; nothing the pipeline runs imports the sample-data
 generator.
 """
 
@@ -19,12 +20,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "agriseg"
 # part of the package -> parts it must never import (at module level or inside a function)
 FORBIDDEN = {
     "raster": {"models", "infer", "vector", "training", "jobs", "cli", "sampledata", "metrics",
-               "samples", "batch"},
-    "vector": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
-    "models": {"raster", "infer", "vector", "training", "jobs", "cli", "sampledata", "batch"},
-    "infer": {"vector", "training", "jobs", "cli", "sampledata", "batch"},
-    "training": {"jobs", "cli", "sampledata", "batch"},
-    "jobs": {"cli", "sampledata", "training", "batch"},
+               "samples", "batch", "crossval"},
+    "vector": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch", "crossval"},
+    "models": {"raster", "infer", "vector", "training", "jobs", "cli", "sampledata", "batch",
+               "crossval"},
+    "infer": {"vector", "training", "jobs", "cli", "sampledata", "batch", "crossval"},
+    "training": {"jobs", "cli", "sampledata", "batch", "crossval"},
+    "jobs": {"cli", "sampledata", "training", "batch", "crossval"},
+    "crossval": {"cli", "sampledata", "batch"},
     "metrics": {"*"},
     "constants": {"*"},
     "errors": {"*"},
@@ -32,9 +35,9 @@ FORBIDDEN = {
     "options": {"*"},
     "hashing": {"*"},
     "styles": {"*"},
-    "batch": {"cli", "sampledata", "training"},
-    "spray": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
-    "samples": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch"},
+    "batch": {"cli", "sampledata", "training", "crossval"},
+    "spray": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch", "crossval"},
+    "samples": {"models", "infer", "training", "jobs", "cli", "sampledata", "batch", "crossval"},
 }
 ALWAYS_ALLOWED = {"constants", "errors"}
 

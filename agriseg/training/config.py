@@ -52,6 +52,7 @@ class TrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)
     early_stopping: int = 8
     max_minutes: float | None = None  # stop after the epoch that passes this wall-clock budget
+    budget_minutes: float | None = None  # measure, then choose epochs to end on time (budget.py)
     amp: bool = True
     deterministic: bool = True  # deterministic kernels (and no cuDNN autotuning) while training
     device: str = "auto"
@@ -73,6 +74,13 @@ class TrainConfig:
         if self.schedule not in ("cosine", "onecycle", "constant"):
             raise ConfigError(f"schedule {self.schedule!r} is not one of cosine, onecycle, "
                               "constant")
+        if self.budget_minutes is not None:
+            if not self.budget_minutes > 0:
+                raise ConfigError(f"budget_minutes must be > 0, got {self.budget_minutes}")
+            if self.max_minutes:
+                raise ConfigError("budget_minutes and max_minutes both limit the time; give "
+                                  "one (a budget ends the schedule on time, max_minutes stops "
+                                  "after the epoch that passes it)")
         if len(self.classes) < 2:
             raise ConfigError("need at least 2 classes (0 is background/soil)")
         from agriseg.models.registry import ARCHITECTURES, DEFAULT_ARCH

@@ -37,6 +37,7 @@ from agriseg.metrics import ConfusionMatrix
 from agriseg.models.checkpoint import save_checkpoint
 from agriseg.models.header import read_card
 from agriseg.models.registry import create_model
+from agriseg.training.budget import BudgetPlan, fit_to_budget, read_plan, replan, write_plan
 from agriseg.training.config import TrainConfig, resolve_config, save_config
 from agriseg.training.losses import SegmentationLoss, class_weights_from_counts
 from agriseg.training.rng import reproducible
@@ -56,6 +57,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     seconds: float
     growth: list[dict[str, Any]] = field(default_factory=list)  # a growable network's steps
+    budget: dict[str, Any] | None = None  # what a time budget measured and chose (budget.py)
 
 
 @dataclass
@@ -130,7 +132,8 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
     TrainResult
         Paths of ``best.safetensors`` and ``last.safetensors`` (ordinary agriseg checkpoints),
         epochs run, the best epoch and its validation mIoU, the per-epoch history, seconds,
-        and each growth of a growable network (epoch, ``op``, new shape, parameters).
+        each growth of a growable network (epoch, ``op``, new shape, parameters), and with
+        ``budget_minutes`` what the budget measured and chose (as in ``budget.json``).
 
     Raises
     ------
@@ -145,24 +148,48 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
         device = resolve_device(cfg.device)
         setup = prepare(cfg)
         trainer = Trainer(cfg, setup, device)
-        state = trainer.load(out) if resume else _start(out, cfg, setup)
-        end = cfg.epochs if stop_after is None else min(cfg.epochs, state.next_epoch + stop_after)
-        for epoch in range(state.next_epoch, end):
+        plan = _budget(trainer, out, resume, t0) if cfg.budget_minutes else None
+        t_budget = t0 - (plan.used_s if plan and resume else 0.0)  # a resumed run's clock
+        cfg = trainer.cfg  # a budget chose the epochs (and turned early stopping off)
+        state = trainer.load(out) if resume else _start(out, cfg, setup, plan)
+        start, epoch_times, t_mark = state.next_epoch, [], time.perf_counter()
+        epoch = start
+        while epoch < (trainer.cfg.epochs if stop_after is None
+                       else min(trainer.cfg.epochs, start + stop_after)):
             trainer.maybe_grow(state, epoch)
             row = trainer.run_epoch(epoch, progress)
             log.info("epoch %d: loss %.4f, val mIoU %.4f", epoch, row["loss"], row["val_miou"])
+            epoch_times.append(time.perf_counter() - t_mark)  # with the last epoch's saving
+            t_mark = time.perf_counter()
+            if plan is not None:  # correct the plan by the epochs' pace (saved below)
+                plan = replan(trainer, plan, epoch, t_mark - t_budget, epoch_times)
+                write_plan(out, plan)
+                save_config(trainer.cfg, out / "config.yaml")  # the epochs the run will have
             trainer.save(out, row, state, best=state.record(row))
-            if _stop(cfg, state, t0):
+            if _stop(trainer.cfg, state, t0):
                 break
+            epoch += 1
     return TrainResult(out / "best.safetensors", out / "last.safetensors", len(state.history),
                        state.best_epoch, state.best_miou, state.history,
-                       time.perf_counter() - t0, state.growth)
+                       time.perf_counter() - t0, state.growth,
+                       plan.to_dict() if plan else None)
 
 
-def _start(out: Path, cfg: TrainConfig, setup: TrainSetup) -> RunState:
+def _budget(trainer: Trainer, out: Path, resume: bool, t0: float) -> BudgetPlan:
+    """Fit the run to ``budget_minutes`` (see budget.py); a resumed run goes on with its plan."""
+    if not resume:
+        return fit_to_budget(trainer, trainer.cfg.budget_minutes, time.perf_counter() - t0)
+    plan = read_plan(out)
+    trainer.cfg = dataclasses.replace(trainer.cfg, epochs=plan.epochs, early_stopping=0)
+    return plan
+
+
+def _start(out: Path, cfg: TrainConfig, setup: TrainSetup, plan: BudgetPlan | None) -> RunState:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     setup.write_split(out / "split.json")
+    if plan is not None:
+        write_plan(out, plan)
     return RunState()
 
 
@@ -235,7 +262,10 @@ class Trainer:
         """Train one epoch, validate; the epoch's metrics row."""
         self.setup.train_ds.set_epoch(epoch)
         loss = self._train_epoch(epoch, progress)
-        metrics = self._validate()
+        return self.row(epoch, loss, self._validate())
+
+    def row(self, epoch: int, loss: float, metrics: dict[str, Any]) -> dict[str, Any]:
+        """An epoch's metrics row from its mean loss and validation metrics."""
         return {"epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
                 "val_miou": metrics["miou"], "val_pixel_accuracy": metrics["pixel_accuracy"],
                 **{f"val_iou_{c}": v
@@ -272,30 +302,35 @@ class Trainer:
             else contextlib.nullcontext()
 
     def _train_epoch(self, epoch: int, progress: bool) -> float:
-        model, opt, cfg = self.model, self.optimizer, self.cfg
-        model.train()
+        cfg = self.cfg
+        self.model.train()
         total, n = 0.0, 0
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=False)
         for image, label in bar:
-            image, label = image.to(self.device), label.to(self.device)
-            opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss = self.loss_fn(model(image), label)
-                aux = getattr(model, "auxiliary_loss", None)
-                if aux is not None:  # training-only heads (PointRend points, STDC detail)
-                    loss = loss + aux(label)
-            self.scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                self.scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            self.scaler.step(opt)
-            self.scaler.update()
-            self.scheduler.step()
-            total += float(loss.detach())
+            total += self.step(image, label)
             n += 1
             bar.set_postfix(loss=f"{total / n:.4f}")
         return total / max(n, 1)
+
+    def step(self, image: torch.Tensor, label: torch.Tensor) -> float:
+        """One optimizer and schedule step on a batch; its loss."""
+        model, opt, cfg = self.model, self.optimizer, self.cfg
+        image, label = image.to(self.device), label.to(self.device)
+        opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.loss_fn(model(image), label)
+            aux = getattr(model, "auxiliary_loss", None)
+            if aux is not None:  # training-only heads (PointRend points, STDC detail)
+                loss = loss + aux(label)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        self.scaler.step(opt)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.detach())
 
     @torch.inference_mode()
     def _validate(self) -> dict[str, Any]:

@@ -48,3 +48,49 @@ def test_map_without_model_uses_the_default(tmp_path):
     r = run("-q", "map", SAMPLES / "field_small.tif", "-o", tmp_path / "m", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["model"]["name"] == "agriseg-default"
+
+
+def test_train_folds_trains_each_fold_and_prints_the_mean(tmp_path):
+    field(tmp_path)
+    out = tmp_path / "cv"
+    r = run("-q", "train", "--folds", "2", f"images={tmp_path}/f?.tif", f"labels={tmp_path}",
+            "epochs=1", "patch_px=32", "batch_size=2", "windows_per_epoch=4",
+            "classes=[soil, crop]", TINY, f"out_dir={out}")
+    assert r.exit_code == 0, r.output
+    cv = json.loads((out / "cv.json").read_text())
+    lines = r.output.strip().splitlines()
+    assert lines[0].split() == ["fold", "images", "mIoU", "IoU", "soil", "IoU", "crop"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["1", "2", "mean"]
+    assert lines[-1].split()[1] == f"{cv['mean']['miou']:.4f}"
+    vals = [json.loads((out / f"fold-{i}" / "split.json").read_text())["validation"]
+            for i in (1, 2)]
+    assert sorted(v for val in vals for v in val) == [str(tmp_path / "f0.tif"),
+                                                      str(tmp_path / "f1.tif")]
+    for i in (1, 2):
+        assert (out / f"fold-{i}" / "best.safetensors").exists()
+
+
+def test_train_folds_and_budget_bad_values_exit_2(tmp_path):
+    field(tmp_path)
+    out = tmp_path / "run"
+    base = [f"images={tmp_path}/f?.tif", f"labels={tmp_path}", f"out_dir={out}", TINY]
+    assert_bad_input(run("-q", "train", "--folds", "3", *base), "3 cross-validation folds",
+                     "2 to 2")
+    assert_bad_input(run("-q", "train", "--folds", "1", *base), "use 2 to 2 folds")
+    assert_bad_input(run("-q", "train", "--budget", "1", "max_minutes=2", *base),
+                     "budget_minutes and max_minutes")
+    assert_bad_input(run("-q", "train", "--budget", "0", *base), "budget_minutes must be > 0")
+    assert not out.exists()
+
+
+def test_train_budget_says_what_it_chose(tmp_path):
+    field(tmp_path)
+    out = tmp_path / "run"
+    r = run("-q", "train", "--budget", "0.001", f"images={tmp_path}/f?.tif",
+            f"labels={tmp_path}", "patch_px=32", "batch_size=2", "windows_per_epoch=4",
+            "classes=[soil, crop]", TINY, f"out_dir={out}")
+    assert r.exit_code == 0, r.output
+    plan = json.loads((out / "budget.json").read_text())
+    assert plan["budget_minutes"] == 0.001 and plan["epochs"] == 1  # 0.06 s: one epoch
+    assert r.output.startswith(f"budget 0.001 min: {plan['step_s']:.3f} s/step measured -> "
+                               "1 epochs (2 schedule steps)")

@@ -1,0 +1,74 @@
+"""``budget_minutes`` (``--budget``): measured steps choose the epochs; the schedule ends on
+time."""
+
+import json
+import time
+
+import pytest
+from safetensors import safe_open
+
+from agriseg.errors import AgrisegError
+from agriseg.training.config import load_config
+from agriseg.training.loop import train
+
+TINY_ARCH = "{arch: unet, encoder_name: resnet18, encoder_depth: 3, decoder_channels: [16, 8, 8]}"
+
+
+def config(folder, out, *extra):
+    return load_config(None, [f"images={folder}/f?.tif", f"labels={folder}", "val_images=[f2.tif]",
+                              f"arch={TINY_ARCH}", "patch_px=64", "batch_size=4",
+                              "windows_per_epoch=8", "lr=0.01", "device=cpu",
+                              f"out_dir={out}", *extra])
+
+
+def test_a_budget_ends_training_on_time_at_the_end_of_the_schedule(fields, tmp_path):
+    budget_min = 0.4
+    t = time.perf_counter()
+    r = train(config(fields, tmp_path / "run", f"budget_minutes={budget_min}", "epochs=1000",
+                     "early_stopping=1"))
+    wall = time.perf_counter() - t
+    assert abs(wall - 60 * budget_min) <= 0.1 * 60 * budget_min, (wall, r.budget)
+    plan = json.loads((tmp_path / "run" / "budget.json").read_text())
+    assert plan == pytest.approx(r.budget)
+    assert len(r.history) == plan["epochs"]  # early stopping (1) is off: every chosen epoch ran
+    assert plan["total_steps"] == plan["epochs"] * plan["steps_per_epoch"] == plan["epochs"] * 2
+    assert plan["step_s"] > 0 and plan["validate_s"] > 0
+    assert r.history[0]["lr"] > 0.9 * 0.01 * (1 + 1) / 2  # the first epoch is near the top
+    assert r.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine's final value
+    with safe_open(str(tmp_path / "run" / "last.state.safetensors"), "pt") as f:
+        sched = json.loads(f.metadata()["agriseg_train_state"])["scheduler"]
+    assert sched["T_max"] == plan["total_steps"] == sched["last_epoch"]  # ended exactly there
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.epochs == plan["epochs"] and saved.early_stopping == 0
+
+
+def test_a_budget_run_trains_as_the_same_number_of_epochs_would(fields, tmp_path):
+    """The measurement puts weights, optimizer and RNGs back: no trace in the result."""
+    from safetensors.torch import load_file
+
+    r = train(config(fields, tmp_path / "b", "budget_minutes=0.001"))  # too short: 1 epoch
+    assert r.budget["epochs"] == len(r.history) == 1
+    plain = train(config(fields, tmp_path / "p", "epochs=1"))
+    assert [h["loss"] for h in r.history] == [h["loss"] for h in plain.history]
+    a, b = (load_file(str(tmp_path / d / "last.safetensors")) for d in "bp")
+    assert all(a[k].equal(b[k]) for k in a)
+
+
+def test_budget_and_max_minutes_cannot_both_be_given(fields, tmp_path):
+    with pytest.raises(AgrisegError, match="budget_minutes and max_minutes"):
+        config(fields, tmp_path, "budget_minutes=1", "max_minutes=2")
+    with pytest.raises(AgrisegError, match="budget_minutes must be > 0"):
+        config(fields, tmp_path, "budget_minutes=0")
+
+
+def test_a_resumed_budget_run_keeps_its_plan_and_ends_the_schedule(fields, tmp_path):
+    cfg = config(fields, tmp_path / "run", "budget_minutes=0.2")
+    first = train(cfg, stop_after=1)
+    assert len(first.history) == 1
+    r = train(cfg, resume=True)
+    plan = json.loads((tmp_path / "run" / "budget.json").read_text())
+    assert len(r.history) == plan["epochs"] == r.budget["epochs"]  # > 1 unless the CPU is busy
+    assert r.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with safe_open(str(tmp_path / "run" / "last.state.safetensors"), "pt") as f:
+        sched = json.loads(f.metadata()["agriseg_train_state"])["scheduler"]
+    assert sched["T_max"] == sched["last_epoch"] == plan["total_steps"]
