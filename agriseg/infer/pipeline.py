@@ -33,6 +33,7 @@ from agriseg.infer.fit import check_fit, input_scaling
 from agriseg.infer.prefetch import background_sink, prefetch
 from agriseg.infer.regrid import BackToInput
 from agriseg.infer.stitcher import FinishedRows, StripAccumulator
+from agriseg.infer.tta import with_tta
 from agriseg.models.card import ModelCard
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import check_output
@@ -81,6 +82,7 @@ class PredictResult:
     batch_size: int = 0  # patches per forward pass (``auto`` resolved)
     resample: dict[str, Any] | None = None  # the model grid, when the raster was resampled
     input_range: dict[str, Any] | None = None  # the value mapping, when one was applied
+    tta: str = "none"  # test-time augmentation used
 
 
 def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, batch_size: int,
@@ -181,7 +183,7 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
         seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings,
         device=engine.device, backend=engine.backend, batch_size=batch_size,
         resample=plan.summary((height, width)) if plan is not None else None,
-        input_range=scaling.summary() if scaling is not None else None)
+        input_range=scaling.summary() if scaling is not None else None, tta=opts.tta)
 
 
 def _fmt(values: tuple[float, ...]) -> str:
@@ -213,6 +215,7 @@ def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
     and the stitcher blends each batch's logits and writes the finished rows, so the model
     never waits for either (both helpers run at a lower priority than the model).
     """
+    engine = with_tta(engine, opts.tta)  # here, so predict, arrays and evaluate all get it
     acc = StripAccumulator(grid, engine.card.num_classes, opts.blend, confidence=confidence)
     model_s = 0.0
     row = -1

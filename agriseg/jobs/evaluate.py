@@ -114,7 +114,7 @@ def _result(model: Engine, pairs: list, total: ConfusionMatrix, per_image: list,
             "params": {"patch_px": opts.patch_px or model.card.patch_px,
                        "overlap_px": opts.overlap_px, "blend": opts.blend,
                        "label_field": label_field,
-                       "bands": list(opts.bands) if opts.bands else None},
+                       "bands": list(opts.bands) if opts.bands else None, "tta": opts.tta},
             "seconds": time.perf_counter() - t0}
 
 
