@@ -30,3 +30,5 @@ RESAMPLE_MODES = ("auto", "off")  # reading at the model's pixel size (agriseg.r
 INPUT_RANGE_MODES = ("auto", "model")
 # test-time augmentation: none, the 4 flips, the 8 dihedral transforms (agriseg.infer.tta)
 TTA_MODES = ("none", "flips", "d4")
+# below this confidence (percent) a vegetated pixel counts as "low confidence" in summary.json
+LOW_CONFIDENCE_PERCENT = 60
