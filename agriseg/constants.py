@@ -28,3 +28,7 @@ ONNX_META_PREFIX = "agriseg."  # keys of agriseg's entries in an exported model'
 RESAMPLE_MODES = ("auto", "off")  # reading at the model's pixel size (agriseg.raster.resample)
 # fixed input-range modes; a range is also given as "MIN,MAX" (agriseg.raster.ranges)
 INPUT_RANGE_MODES = ("auto", "model")
+# test-time augmentation: none, the 4 flips, the 8 dihedral transforms (agriseg.infer.tta)
+TTA_MODES = ("none", "flips", "d4")
+# below this confidence (percent) a vegetated pixel counts as "low confidence" in summary.json
+LOW_CONFIDENCE_PERCENT = 60

@@ -120,6 +120,58 @@ class ConfusionMatrix:
         }
 
 
+class Calibration:
+    """Expected calibration error (ECE) of the predicted class's confidence, accumulated.
+
+    A model that says "90%" should be right 9 times in 10. Pixels are put in ``bins``
+    equal-width confidence bins over [0, 1]; ECE = sum over bins of (pixels in the bin / all
+    pixels) x |accuracy in the bin - mean confidence in the bin|. Only three numbers per bin
+    are kept (pixels, summed confidence, correct pixels), so strips, images and workers add
+    up exactly as a confusion matrix does. Pixels whose truth or prediction is
+    ``ignore_index`` are left out.
+    """
+
+    def __init__(self, bins: int = 15, ignore_index: int = NODATA) -> None:
+        self.bins, self.ignore_index = bins, ignore_index
+        self.count = np.zeros(bins, dtype=np.int64)
+        self.conf_sum = np.zeros(bins, dtype=np.float64)
+        self.correct = np.zeros(bins, dtype=np.int64)
+
+    def update(self, pred: Any, target: Any, confidence: Any) -> Calibration:
+        """Add pixels: class ids ``pred``, ``target`` and ``confidence`` in [0, 1] (floats)
+        or in percent 0-100 (integers, as the confidence raster stores it)."""
+        pred, target, conf = (_to_numpy(a).ravel() for a in (pred, target, confidence))
+        if not pred.shape == target.shape == conf.shape:
+            raise ValueError(f"prediction {pred.shape}, target {target.shape} and confidence "
+                             f"{conf.shape} shapes differ")
+        keep = (target != self.ignore_index) & (pred != self.ignore_index)
+        pred, target, conf = pred[keep], target[keep], conf[keep]
+        conf = conf / 100.0 if np.issubdtype(conf.dtype, np.integer) else conf.astype(np.float64)
+        b = np.clip((conf * self.bins).astype(np.int64), 0, self.bins - 1)  # 1.0: last bin
+        self.count += np.bincount(b, minlength=self.bins)
+        self.conf_sum += np.bincount(b, weights=conf, minlength=self.bins)
+        self.correct += np.bincount(b, weights=pred == target, minlength=self.bins).astype(
+            np.int64)
+        return self
+
+    def merge(self, other: Calibration) -> Calibration:
+        if other.bins != self.bins:
+            raise ValueError(f"cannot merge {other.bins} calibration bins into {self.bins}")
+        self.count += other.count
+        self.conf_sum += other.conf_sum
+        self.correct += other.correct
+        return self
+
+    def ece(self) -> float:
+        """The expected calibration error, NaN when no pixel was counted."""
+        total = self.count.sum()
+        if not total:
+            return math.nan
+        used = self.count > 0
+        gap = np.abs(self.correct[used] - self.conf_sum[used])  # = n_b |acc_b - conf_b|
+        return float(gap.sum() / total)
+
+
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.full(num.shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
@@ -154,6 +206,9 @@ def format_table(metrics: dict[str, Any], class_names: list[str] | None = None) 
     lines.append(f"mIoU {_fmt(metrics['miou'])}   mean F1 {_fmt(metrics['mean_f1'])}   "
                  f"pixel accuracy {_fmt(metrics['pixel_accuracy'])}   "
                  f"({metrics['pixels']:,} pixels)")
+    if metrics.get("ece") is not None:
+        lines.append(f"expected calibration error of the confidence (ECE) "
+                     f"{_fmt(metrics['ece'])}")
     lines.append("")
     lines.append("confusion matrix (rows = truth, columns = prediction):")
     cw = max(10, *(len(s) for s in names))

@@ -15,7 +15,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES, INPUT_RANGE_MODES, RESAMPLE_MODES
+from agriseg.constants import (
+    BACKENDS,
+    BLEND_MODES,
+    DEVICES,
+    INPUT_RANGE_MODES,
+    RESAMPLE_MODES,
+    TTA_MODES,
+)
 from agriseg.errors import ConfigError
 
 T = TypeVar("T", "PredictOptions", "VectorizeOptions")
@@ -38,7 +45,10 @@ class PredictOptions:
     back on the raster's grid); ``off`` reads it as it is. ``input_range``: ``auto`` maps
     imagery of another dtype than the model's onto the model's range by per-band 2-98%
     percentiles; ``model`` takes values as they are (another dtype is an error);
-    ``"MIN,MAX"`` maps that range onto the model's.
+    ``"MIN,MAX"`` maps that range onto the model's. ``tta``: test-time augmentation,
+    ``none``, ``flips`` (identity, horizontal, vertical, both: 4 forward passes) or ``d4``
+    (the 8 rotations and reflections of the square): the class probabilities of the
+    transformed patches are averaged (:mod:`agriseg.infer.tta`).
     """
 
     patch_px: int | None = None
@@ -52,6 +62,7 @@ class PredictOptions:
     threads: int | None = None
     resample: str = "auto"
     input_range: str = "auto"
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         if self.bands is not None:
@@ -75,6 +86,9 @@ class PredictOptions:
             raise ConfigError(f"unknown resample mode {self.resample!r}; use one of "
                               f"{', '.join(RESAMPLE_MODES)}")
         object.__setattr__(self, "input_range", parse_input_range(self.input_range))
+        if self.tta not in TTA_MODES:
+            raise ConfigError(f"unknown test-time augmentation {self.tta!r}; use one of "
+                              f"{', '.join(TTA_MODES)}")
         if self.bands is not None and any(b < 1 for b in self.bands):
             raise ConfigError(f"band numbers start at 1, got {list(self.bands)}")
 
@@ -83,7 +97,8 @@ class PredictOptions:
         return {"patch_px": patch_px, "overlap_px": overlap_px, "batch_size": self.batch_size,
                 "device": self.device, "blend": self.blend, "backend": self.backend,
                 "bands": list(self.bands) if self.bands is not None else None,
-                "resample": self.resample, "input_range": self.input_range}
+                "resample": self.resample, "input_range": self.input_range,
+                "tta": self.tta}
 
 
 def parse_batch_size(value: Any) -> int | str:

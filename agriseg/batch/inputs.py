@@ -46,7 +46,7 @@ _INT = {"patch_px", "overlap_px", "batch_size", "connectivity"}
 _FLOAT = {"min_area_m2", "fill_holes_m2", "simplify_m"}
 MANIFEST_COLUMNS = ("model", "format", "patch_px", "overlap_px", "batch_size", "device",
                     "blend", "bands", "amp", "classes", "min_area_m2", "fill_holes_m2",
-                    "simplify_m", "connectivity", "crs")
+                    "simplify_m", "connectivity", "crs", "tta")
 
 
 def find_rasters(inputs: Sequence[str | os.PathLike], *, exclude: Path | None = None

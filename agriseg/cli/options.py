@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES, RESAMPLE_MODES
+from agriseg.constants import BACKENDS, BLEND_MODES, DEVICES, RESAMPLE_MODES, TTA_MODES
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None
@@ -67,6 +67,10 @@ def adapt_opts(f: Callable) -> Callable:
 
 def inference_opts(f: Callable) -> Callable:
     f = adapt_opts(f)
+    f = click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True,
+                     help="Test-time augmentation: average the class probabilities over the "
+                          "4 flips or the 8 rotations/reflections of each patch (4x or 8x "
+                          "the model time).")(f)
     f = click.option("--threads", type=click.IntRange(min=1), default=None,
                      help="CPU threads for the model and GDAL [default: all cores].")(f)
     f = click.option("--backend", type=click.Choice(BACKENDS), default="auto",

@@ -26,13 +26,14 @@ import numpy as np
 import rasterio
 from tqdm import tqdm
 
-from agriseg.constants import NODATA
+from agriseg.constants import BACKGROUND, LOW_CONFIDENCE_PERCENT, NODATA
 from agriseg.infer.devices import resolve_device
 from agriseg.infer.engines import Engine, model_card, open_engine
 from agriseg.infer.fit import check_fit, input_scaling
 from agriseg.infer.prefetch import background_sink, prefetch
 from agriseg.infer.regrid import BackToInput
 from agriseg.infer.stitcher import FinishedRows, StripAccumulator
+from agriseg.infer.tta import with_tta
 from agriseg.models.card import ModelCard
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import check_output
@@ -81,6 +82,10 @@ class PredictResult:
     batch_size: int = 0  # patches per forward pass (``auto`` resolved)
     resample: dict[str, Any] | None = None  # the model grid, when the raster was resampled
     input_range: dict[str, Any] | None = None  # the value mapping, when one was applied
+    tta: str = "none"  # test-time augmentation used
+    # pixels of a non-background class whose confidence is below LOW_CONFIDENCE_PERCENT
+    # (None when no confidence was written)
+    low_confidence_vegetation_pixels: int | None = None
 
 
 def iter_batches(reader: Iterable[PatchRow], grid: PatchGrid, card: ModelCard, batch_size: int,
@@ -181,7 +186,8 @@ def predict_raster(src: str | os.PathLike, dst: str | os.PathLike, *,
         seconds=time.perf_counter() - t0, model_seconds=model_s, warnings=fit.warnings,
         device=engine.device, backend=engine.backend, batch_size=batch_size,
         resample=plan.summary((height, width)) if plan is not None else None,
-        input_range=scaling.summary() if scaling is not None else None)
+        input_range=scaling.summary() if scaling is not None else None, tta=opts.tta,
+        low_confidence_vegetation_pixels=outputs.low_conf if conf_path is not None else None)
 
 
 def _fmt(values: tuple[float, ...]) -> str:
@@ -213,6 +219,7 @@ def run_patches(grid: PatchGrid, reader: Iterable[PatchRow], engine: Engine,
     and the stitcher blends each batch's logits and writes the finished rows, so the model
     never waits for either (both helpers run at a lower priority than the model).
     """
+    engine = with_tta(engine, opts.tta)  # here, so predict, arrays and evaluate all get it
     acc = StripAccumulator(grid, engine.card.num_classes, opts.blend, confidence=confidence)
     model_s = 0.0
     row = -1
@@ -277,6 +284,7 @@ class MaskOutputs(contextlib.ExitStack):
         super().__init__()
         self.args = (src, card, dst, conf_path, overwrite)
         self.counts = np.zeros(256, dtype=np.int64)
+        self.low_conf = 0  # vegetated pixels (not background, not no-data) below 60%
 
     def __enter__(self) -> MaskOutputs:
         super().__enter__()
@@ -313,6 +321,9 @@ class MaskOutputs(contextlib.ExitStack):
             self.counts += np.bincount(fin.classes.ravel(), minlength=256)
             if self.conf is not None:
                 self.conf.write(fin.y0, fin.confidence)
+                vegetated = (fin.classes != BACKGROUND) & (fin.classes != NODATA)
+                self.low_conf += int(np.count_nonzero(
+                    vegetated & (fin.confidence < LOW_CONFIDENCE_PERCENT)))
 
 
 def pixels_per_class(counts: np.ndarray, card: ModelCard) -> dict[str, int]:

@@ -26,7 +26,7 @@ from agriseg.constants import NODATA
 from agriseg.errors import RasterError
 from agriseg.infer.engines import Engine, model_card
 from agriseg.infer.pipeline import engine_for
-from agriseg.metrics import ConfusionMatrix
+from agriseg.metrics import Calibration, ConfusionMatrix
 from agriseg.models.card import ModelCard
 from agriseg.options import PredictOptions, with_options
 from agriseg.outputs import atomic_output, check_output
@@ -71,7 +71,11 @@ def evaluate_model(images: PathsArg, labels: PathsArg, *,
         ``{"model", "classes", "images", "pixels", "overall", "per_image", "params",
         "seconds"}``; ``overall`` and each ``per_image`` entry hold
         :meth:`~agriseg.metrics.ConfusionMatrix.compute`'s metrics (IoU, F1, precision,
-        recall, support, mIoU, pixel accuracy, confusion), undefined values as None.
+        recall, support, mIoU, pixel accuracy, confusion), undefined values as None, and
+        ``ece``: the expected calibration error of the confidence (15 equal-width bins over
+        the labelled pixels, :class:`~agriseg.metrics.Calibration`; the confidence is the
+        written percent, so its resolution is 1%), which grows when the model meets imagery
+        unlike its training data and is sure of wrong answers.
 
     Raises
     ------
@@ -86,27 +90,30 @@ def evaluate_model(images: PathsArg, labels: PathsArg, *,
         check_output(out_json, overwrite)
     model = engine_for(model, opts)  # loaded (or exported) once for every image
     total = ConfusionMatrix(model.card.num_classes, ignore_index=NODATA)
+    total_cal = Calibration()
     per_image = []
     with tempfile.TemporaryDirectory(prefix="agriseg-evaluate-") as tmp:
         for i, (image, label) in enumerate(pairs):
             t = time.perf_counter()
-            cm = _evaluate_one(model, image, label, Path(tmp) / f"mask_{i}.tif", opts,
-                               label_field, progress)
+            cm, cal = _evaluate_one(model, image, label, Path(tmp) / f"mask_{i}.tif", opts,
+                                    label_field, progress)
             total.merge(cm)
-            metrics = cm.compute()
+            total_cal.merge(cal)
+            metrics = {**cm.compute(), "ece": cal.ece()}
             log.info("%s: mIoU %.4f", image, metrics["miou"])
             per_image.append({"image": str(image), "labels": str(label),
                               "seconds": time.perf_counter() - t, **_json_safe(metrics)})
-    result = _result(model, pairs, total, per_image, opts, label_field, t0)
+    result = _result(model, pairs, total, total_cal, per_image, opts, label_field, t0)
     if out_json is not None:
         with atomic_output(out_json, overwrite) as tmp_json:
             tmp_json.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _result(model: Engine, pairs: list, total: ConfusionMatrix, per_image: list,
-            opts: PredictOptions, label_field: str | None, t0: float) -> dict[str, Any]:
-    overall = _json_safe(total.compute())
+def _result(model: Engine, pairs: list, total: ConfusionMatrix, cal: Calibration,
+            per_image: list, opts: PredictOptions, label_field: str | None, t0: float
+            ) -> dict[str, Any]:
+    overall = _json_safe({**total.compute(), "ece": cal.ece(), "ece_bins": cal.bins})
     return {"model": str(model.model_path), "backend": model.backend,
             "classes": list(model.card.classes),
             "images": len(pairs), "pixels": overall["pixels"], "overall": overall,
@@ -114,14 +121,15 @@ def _result(model: Engine, pairs: list, total: ConfusionMatrix, per_image: list,
             "params": {"patch_px": opts.patch_px or model.card.patch_px,
                        "overlap_px": opts.overlap_px, "blend": opts.blend,
                        "label_field": label_field,
-                       "bands": list(opts.bands) if opts.bands else None},
+                       "bands": list(opts.bands) if opts.bands else None, "tta": opts.tta},
             "seconds": time.perf_counter() - t0}
 
 
 def _evaluate_one(model: Engine, image: Path, label: Path, mask_path: Path,
                   opts: PredictOptions, label_field: str | None,
-                  progress: bool) -> ConfusionMatrix:
-    """Predict ``image`` into ``mask_path`` and count it against ``label`` strip by strip."""
+                  progress: bool) -> tuple[ConfusionMatrix, Calibration]:
+    """Predict ``image`` into ``mask_path`` (and its confidence beside it) and count both
+    against ``label`` strip by strip."""
     import rasterio
 
     from agriseg.infer.pipeline import predict_raster
@@ -130,19 +138,25 @@ def _evaluate_one(model: Engine, image: Path, label: Path, mask_path: Path,
     card = model.card
     with open_raster(image) as src, open_labels(label, src, label_field=label_field,
                                                 classes=card.classes) as lr:
-        predict_raster(image, mask_path, model=model, options=opts, progress=progress)
+        conf_path = mask_path.with_name(f"{mask_path.stem}_confidence.tif")
+        predict_raster(image, mask_path, model=model, options=opts, confidence=conf_path,
+                       progress=progress)
         cm = ConfusionMatrix(card.num_classes, ignore_index=NODATA)
-        with rasterio.open(mask_path) as mask:
+        cal = Calibration(ignore_index=NODATA)
+        with rasterio.open(mask_path) as mask, rasterio.open(conf_path) as conf:
             strip = mask.block_shapes[0][0]
             for y0 in range(0, mask.height, strip):
                 window = Window(0, y0, mask.width, min(strip, mask.height - y0))
                 truth = _read_truth(lr, window, label, card)
-                cm.update(mask.read(1, window=window), truth)
+                pred = mask.read(1, window=window)
+                cm.update(pred, truth)
+                cal.update(pred, truth, conf.read(1, window=window))
     mask_path.unlink()
+    conf_path.unlink()
     if not cm.matrix.any():
         log.warning("%s: no labelled pixels (with image data) in %s; it adds nothing to the "
                     "scores", image, label)
-    return cm
+    return cm, cal
 
 
 def _read_truth(labels: LabelReader, window: Window, path: Path, card: ModelCard) -> np.ndarray:

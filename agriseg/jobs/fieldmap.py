@@ -131,6 +131,15 @@ def _try_preview(raster, folder: Path, card, bands, warnings: list[str]) -> bool
     return True
 
 
+def _low_confidence_share(pred: PredictResult) -> float | None:
+    """The share of pixels mapped as a plant class (not background) whose confidence is below
+    60%: a high share says the model meets a field unlike its training data."""
+    vegetated = sum(n for name, n in list(pred.class_pixels.items())[1:])
+    if pred.low_confidence_vegetation_pixels is None or not vegetated:
+        return None
+    return pred.low_confidence_vegetation_pixels / vegetated
+
+
 def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult,
                   params: dict[str, Any], polygons_name: str, seconds: float,
                   preview: bool = True) -> dict[str, Any]:
@@ -162,6 +171,7 @@ def build_summary(raster, model, card, pred: PredictResult, vec: VectorizeResult
         "polygons": vec.polygons,
         "vegetated_area_ha": vegetated / 10_000.0,
         "weed_share_of_vegetation": (weed / vegetated) if vegetated else None,
+        "low_confidence_share_of_vegetation": _low_confidence_share(pred),
         "nodata_pixels": vec.nodata_pixels,
         "warnings": pred.warnings,
         "timings_s": {"predict": round(pred.seconds, 3), "model": round(pred.model_seconds, 3),

@@ -261,3 +261,24 @@ def test_backend_and_adaptation_options_reach_the_workers(make_checkpoint, tmp_p
     assert _status(redo) == {"a": "done"}
     params = json.loads((out / "a" / "summary.json").read_text())["parameters"]
     assert params["backend_used"] == "onnx"
+
+
+def test_manifest_tta_column_and_batch_option(make_checkpoint, tmp_path):
+    """A row's ``tta`` reaches its map (and changes the fingerprint: it is redone); a row
+    with a bad value fails, with the allowed values in its error, as other bad rows do."""
+    ckpt = make_checkpoint()
+    _fields(tmp_path / "in", ["a.tif", "b.tif"])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,tta\nin/a.tif,d4\nin/b.tif,\n")
+    out = tmp_path / "maps"
+    first = run_batch([manifest], out, model=ckpt, tta="flips")
+    assert _status(first) == {"a": "done", "b": "done"}
+    tta = {k: json.loads((out / k / "summary.json").read_text())["parameters"]["tta"]
+           for k in ("a", "b")}
+    assert tta == {"a": "d4", "b": "flips"}
+    assert _status(run_batch([manifest], out, model=ckpt)) == {"a": "skipped", "b": "done"}
+    manifest.write_text("path,tta\nin/a.tif,spin\n")
+    bad = run_batch([manifest], tmp_path / "other")
+    assert _status(bad) == {"a": "failed"}
+    (row,) = bad.rows
+    assert "unknown test-time augmentation 'spin'; use one of none, flips, d4" in row["reason"]

@@ -201,3 +201,49 @@ def test_several_paths_after_one_flag(args, expected):
     from agriseg.cli.evaluate import spread_values
 
     assert spread_values(args, ("--images", "--labels")) == expected
+
+
+def test_evaluate_reports_ece_of_predict_confidence(scene, ckpt, tmp_path):
+    """``ece`` equals the calibration error computed directly from predict's mask and
+    confidence rasters against the labels (15 equal-width bins, labelled pixels only)."""
+    result = evaluate_model([s[0] for s in scene], [s[1] for s in scene], model=ckpt,
+                            patch_px=64, overlap_px=16, device="cpu")
+    preds, confs, truths = [], [], []
+    for i, (img, _, arr) in enumerate(scene):
+        predict_raster(img, tmp_path / f"r{i}.tif", model=ckpt, patch_px=64, overlap_px=16,
+                       device="cpu", confidence=tmp_path / f"c{i}.tif")
+        with rasterio.open(tmp_path / f"r{i}.tif") as m, \
+                rasterio.open(tmp_path / f"c{i}.tif") as c:
+            preds.append(m.read(1).ravel())
+            confs.append(c.read(1).ravel())
+            truths.append(arr.ravel())
+    pred, conf, truth = (np.concatenate(a) for a in (preds, confs, truths))
+    keep = (truth != 255) & (pred != 255)
+    pred, conf, truth = pred[keep], conf[keep] / 100.0, truth[keep]
+    bins = np.minimum((conf * 15).astype(int), 14)
+    ece = sum(abs((pred[bins == b] == truth[bins == b]).mean() - conf[bins == b].mean())
+              * (bins == b).sum() for b in np.unique(bins)) / keep.sum()
+    assert 0 < ece < 1
+    assert result["overall"]["ece"] == pytest.approx(ece, abs=1e-9)
+    assert result["overall"]["ece_bins"] == 15
+    assert all(0 <= item["ece"] <= 1 for item in result["per_image"])
+
+
+def test_evaluate_cli_tta_and_ece_line(scene, ckpt, tmp_path):
+    r = run("-q", "evaluate", "-m", ckpt, "--images", scene[0][0], "--labels",
+            tmp_path / "labels", *PATCH, "--device", "cpu", "--tta", "d4", "--json")
+    assert r.exit_code == 0, r.output
+    saved = json.loads(r.output)
+    assert saved["params"]["tta"] == "d4"
+    plain = evaluate_model(scene[0][0], tmp_path / "labels", model=ckpt, patch_px=64,
+                           overlap_px=16, device="cpu")
+    # the per-pixel test model commutes with flips: d4 scores what plain prediction scores
+    assert saved["overall"]["confusion"] == plain["overall"]["confusion"]
+    r = run("-q", "evaluate", "-m", ckpt, "--images", scene[0][0], "--labels",
+            tmp_path / "labels", *PATCH, "--device", "cpu")
+    assert "calibration error" in r.output
+    bad = run("evaluate", "-m", ckpt, "--images", scene[0][0], "--labels",
+              tmp_path / "labels", "--tta", "spin")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "Error: Invalid value for '--tta': 'spin' is not one of 'none', 'flips', 'd4'" \
+        in bad.output

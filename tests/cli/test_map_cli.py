@@ -165,3 +165,22 @@ def test_a_failing_preview_never_fails_the_job(make_checkpoint, tmp_path, monkey
     summary = json.loads((out / "summary.json").read_text())
     assert "preview" not in summary["outputs"]
     assert any("preview" in w for w in summary["warnings"])
+
+
+def test_map_summary_low_confidence_share_and_tta(make_checkpoint, make_raster, tmp_path):
+    """``low_confidence_share_of_vegetation`` = pixels of a plant class below 60% confidence
+    over all plant-class pixels, as read back from the written mask and confidence."""
+    ckpt = make_checkpoint(patch_px=64)
+    field = make_raster(width=150, height=110, seed=4)
+    out = tmp_path / "f"
+    r = run("-q", "map", field, "-m", ckpt, "-o", out, "--tta", "flips", "--device", "cpu",
+            "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["parameters"]["tta"] == "flips"
+    with rasterio.open(out / "mask.tif") as m, rasterio.open(out / "confidence.tif") as c:
+        mask, conf = m.read(1), c.read(1)
+    veg = (mask != 0) & (mask != 255)
+    expected = ((conf < 60) & veg).sum() / veg.sum()
+    assert 0 < expected < 1  # a random model on noise: a mix of sure and unsure pixels
+    assert summary["low_confidence_share_of_vegetation"] == pytest.approx(expected, abs=1e-12)

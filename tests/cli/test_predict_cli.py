@@ -149,3 +149,13 @@ def test_bad_patch_size_for_model(rgb, make_checkpoint, tmp_path):
     r = run("predict", rgb, "-m", ck, "-o", tmp_path / "out.tif", "--patch-size", 100)
     assert_bad_input(r, "patch size 100", "use 96 or 128")
     assert no_outputs(tmp_path)
+
+
+def test_predict_tta_json_and_bad_value(rgb, ckpt, tmp_path):
+    r = run("-q", "predict", rgb, "-m", ckpt, "-o", tmp_path / "m.tif", "--tta", "d4",
+            "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["tta"] == "d4"
+    bad = run("predict", rgb, "-m", ckpt, "-o", tmp_path / "n.tif", "--tta", "90")
+    assert bad.exit_code == 2 and "Invalid value for '--tta'" in bad.output
+    assert not (tmp_path / "n.tif").exists()
