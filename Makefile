@@ -11,7 +11,7 @@ MIN_CONSTRAINTS := $(VENV_MIN)/constraints-min.txt
 PEERS_VENV ?= bench/.venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 
-.PHONY: install test test-min lint demo bench bench-models bench-peers samples weights clean clean-min clean-peers
+.PHONY: install test test-min lint demo bench bench-models bench-accuracy bench-peers samples weights clean clean-min clean-peers
 
 install: $(STAMP)
 
@@ -55,6 +55,14 @@ bench: $(STAMP)
 # after the same short training; writes docs/models.md (hours on 2 CPU cores; --no-train: minutes)
 bench-models: $(STAMP)
 	$(BIN)/python -m bench.bench_models $(BENCH_MODELS_ARGS)
+
+# The recipe study (bench/bench_accuracy.py): each variant of configs/train/carrot-weed.yaml
+# cross-validated on ../shared/data/carrot-weed at BUDGET minutes per fold; resumable. Hours of
+# CPU at the default 45 min per fold; results in bench/out/accuracy/<budget>min/
+BUDGET ?= 45
+ACCURACY_ARGS ?=
+bench-accuracy: $(STAMP)
+	$(BIN)/python -m bench.bench_accuracy --budget $(BUDGET) $(ACCURACY_ARGS)
 
 # agriseg (onnx and torch backends) vs GeoDeep and geoai: same weights, same 4096^2 raster, whole
 # processes, best of 3 rounds; results in bench/out/peers.json. Manual, ~10 min on 2 CPU cores.

@@ -4,10 +4,17 @@ One validation split of a handful of fields says more about which fields were dr
 the recipe. Here the images are dealt into K folds (:func:`~agriseg.samples.fold_samples`,
 seeded); fold ``i`` is an ordinary training run (:func:`~agriseg.training.loop.train`) whose
 ``val_images`` are that fold's images, in ``OUT/fold-i/`` with its checkpoints, metrics and
-``split.json``. Its best checkpoint is then scored on those images whole, with the same
-sliding-window prediction as ``predict`` (:func:`~agriseg.jobs.evaluate.evaluate_model`, written
-to ``OUT/fold-i/evaluation.json``), not on the training loop's validation windows. ``OUT/cv.json``
-holds each fold's mIoU and per-class IoU and their mean and standard deviation.
+``split.json``. Its last checkpoint (the end of the schedule) is then scored on those images
+whole, with the same sliding-window prediction as ``predict``
+(:func:`~agriseg.jobs.evaluate.evaluate_model`, written to ``OUT/fold-i/evaluation.json``), not
+on the training loop's validation windows. ``OUT/cv.json`` holds each fold's mIoU and per-class
+IoU and their mean and standard deviation.
+
+Why the last checkpoint and not ``best.safetensors``: the best epoch is chosen by its score on
+the fold's own validation images, so scoring it there again would pick the luckiest epoch on
+the very images it is judged on, and the mean would flatter the recipe. The last checkpoint is
+what the recipe gives without looking at them (early stopping, when on, still looks; a time
+budget turns it off).
 
 This module sits above training and jobs (it uses both; neither knows it). Every training option
 applies to every fold. A time budget is shared: each fold gets the time left divided by the
@@ -59,10 +66,11 @@ def cross_validate(config: TrainConfig | str | os.PathLike | dict[str, Any],
     -------
     dict
         What ``cv.json`` holds: ``folds``, ``seed``, ``classes``, ``per_fold`` (fold number,
-        run folder, validation and training images, best epoch, whole-image ``miou``,
-        ``pixel_accuracy`` and per-class ``iou``), ``mean`` and ``std`` (``miou`` and
-        per-class ``iou``; sample standard deviation over folds; a class whose IoU is
-        undefined in a fold is left out there), ``seconds``.
+        run folder, validation and training images, epochs run, the best epoch and its
+        windowed validation mIoU (for information), the scored (last) checkpoint and its
+        whole-image ``miou``, ``pixel_accuracy``, ``ece`` and per-class ``iou``), ``mean``
+        and ``std`` (``miou`` and per-class ``iou``; sample standard deviation over folds; a
+        class whose IoU is undefined in a fold is left out there), ``seconds``.
 
     Raises
     ------
@@ -87,7 +95,7 @@ def cross_validate(config: TrainConfig | str | os.PathLike | dict[str, Any],
                   progress=progress, val_images=[str(s.image) for s in val],
                   out_dir=str(fold_dir), budget_minutes=_fold_budget(cfg, t0, folds - i + 1))
         ev = evaluate_model([s.image for s in val], sorted({s.labels for s in val}),
-                            model=r.best_checkpoint, label_field=cfg.label_field,
+                            model=r.last_checkpoint, label_field=cfg.label_field,
                             device=cfg.device, out_json=fold_dir / "evaluation.json",
                             overwrite=True, progress=progress)
         overall = ev["overall"]
@@ -95,8 +103,9 @@ def cross_validate(config: TrainConfig | str | os.PathLike | dict[str, Any],
             "fold": i, "out_dir": str(fold_dir),
             "validation": [str(s.image) for s in val],
             "train": [str(s.image) for g in groups if g is not val for s in g],
-            "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
-            "checkpoint": str(r.best_checkpoint), "miou": overall["miou"],
+            "best_epoch": r.best_epoch, "best_val_miou": r.best_miou,
+            "epochs_run": r.epochs_run, "checkpoint": str(r.last_checkpoint),
+            "miou": overall["miou"], "ece": overall["ece"],
             "pixel_accuracy": overall["pixel_accuracy"],
             "iou": dict(zip(cfg.classes, overall["iou"], strict=True))})
         log.info("fold %d: whole-image mIoU %s", i, _fmt(overall["miou"]))

@@ -61,6 +61,7 @@ def test_cross_validation_trains_and_scores_each_fold_on_its_images(fields, tmp_
         assert sorted(split["train"]) == sorted(set(images) - set(f["validation"]))
         ev = json.loads((out / f"fold-{f['fold']}" / "evaluation.json").read_text())
         assert ev["model"] == f["checkpoint"] and ev["images"] == 1  # whole-image score
+        assert f["checkpoint"].endswith("last.safetensors")  # not chosen on these images
         assert f["miou"] == pytest.approx(ev["overall"]["miou"])
         assert list(f["iou"].values()) == pytest.approx(ev["overall"]["iou"])
     mious = [f["miou"] for f in cv["per_fold"]]

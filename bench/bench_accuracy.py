@@ -1,0 +1,178 @@
+"""Recipe study on Carrot-Weed: each recipe variant cross-validated at the same time budget.
+
+Every variant starts from the shipped real-field recipe (``configs/train/carrot-weed.yaml``)
+and changes one thing: the encoder, the architecture, the window size, the loss, the class
+weights, class-balanced sampling or the schedule. Each is trained with
+:func:`agriseg.cross_validate` (``--folds`` image-level folds, the same folds for every
+variant) under ``--budget`` minutes per fold (the budget chooses the epochs so the schedule
+ends on time), and each fold's last checkpoint is scored on its held-out images whole, as
+``agriseg evaluate`` does. A recipe is judged by its mean over folds.
+
+Resumable: a variant whose ``cv.json`` exists is read back, and a fold that was stopped goes on
+from its saved state, so ``make bench-accuracy`` can be stopped and started again.
+``--fixed`` trains one variant on the recipe's fixed 30/9 split instead (the README's
+number), and scores the same way. Results: ``bench/out/accuracy/<budget>min/`` (one folder
+per variant, ``results.json`` and ``results.md``, a table sorted by mean mIoU).
+
+Not part of ``make bench``: it needs the shared data set and hours of CPU (3 folds x 45 min
+per variant at the default budget). Fair only on an otherwise idle machine: the budget is
+wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import OUT
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "configs" / "train" / "carrot-weed.yaml"
+DATA = ROOT.parent / "shared" / "data" / "carrot-weed"
+
+DLV3P = "deeplabv3plus"
+MNV3L = "tu-mobilenetv3_large_100"
+
+# name -> (what it changes, overrides of whole keys on top of the recipe)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "recipe": ("the shipped recipe: DeepLabV3+ / MobileNetV3-Large, 256 px, CE+Dice, auto "
+               "class weights, class-balanced sampling 0.5, cosine", {}),
+    "resnet18": ("encoder ResNet-18",
+                 {"arch": {"arch": DLV3P, "encoder_name": "resnet18"}}),
+    "resnet34": ("encoder ResNet-34",
+                 {"arch": {"arch": DLV3P, "encoder_name": "resnet34"}}),
+    "effb0": ("encoder EfficientNet-B0",
+              {"arch": {"arch": DLV3P, "encoder_name": "tu-efficientnet_b0",
+                        "decoder_channels": 128}}),
+    "upernet": ("architecture UPerNet (PPM + FPN), MobileNetV3-Large",
+                {"arch": {"arch": "upernet", "encoder_name": MNV3L}}),
+    "sfnet": ("architecture SFNet (flow-aligned pyramid), the zoo's best after DeepLabV3+ "
+              "(docs/models.md), MobileNetV3-Large",
+              {"arch": {"arch": "sfnet", "encoder_name": MNV3L}}),
+    "window384": ("384 px windows (batch 4: about the same pixels per step)",
+                  {"patch_px": 384, "batch_size": 4}),
+    "window512": ("512 px windows (batch 2)", {"patch_px": 512, "batch_size": 2}),
+    "ce": ("cross-entropy only (no Dice), auto class weights",
+           {"loss": {"ce_weight": 1.0, "dice_weight": 0.0, "class_weights": "auto"}}),
+    "noweights": ("CE+Dice without class weights",
+                  {"loss": {"ce_weight": 1.0, "dice_weight": 1.0, "class_weights": None}}),
+    "nobalance": ("no class-balanced sampling (windows drawn uniformly)",
+                  {"class_balance": 0.0}),
+    "onecycle": ("one-cycle schedule instead of cosine", {"schedule": "onecycle"}),
+}
+
+
+def _overrides(data: Path, budget: float, folds: int | None,
+               changes: dict[str, Any]) -> dict[str, Any]:
+    return {"images": str(data / "IMG_????.tif"), "labels": str(data), "max_minutes": None,
+            "budget_minutes": budget * (folds or 1), **changes}
+
+
+def run_variant(name: str, data: Path, root: Path, budget: float, folds: int,
+                fixed: bool = False) -> dict[str, Any]:
+    """Cross-validate (or, ``fixed``, train on the fixed split) one variant; its result,
+    read back when it was already done."""
+    from agriseg import cross_validate
+    from agriseg.jobs.evaluate import evaluate_model
+    from agriseg.training.loop import train
+
+    what, changes = VARIANTS[name]
+    out = root / (f"fixed-{name}" if fixed else name)
+    done = out / ("fixed.json" if fixed else "cv.json")
+    if done.is_file():
+        print(f"{name}: done before ({done})", file=sys.stderr)
+        return json.loads(done.read_text())
+    t = time.perf_counter()
+    if not fixed:
+        r = cross_validate(RECIPE, out, folds=folds, resume=True,
+                           **_overrides(data, budget, folds, changes))
+    else:
+        resume = (out / "last.state.safetensors").is_file()
+        tr = train(RECIPE, resume=resume, out_dir=str(out),
+                   **_overrides(data, budget, None, changes))
+        val = [Path(p) for p in json.loads((out / "split.json").read_text())["validation"]]
+        ev = evaluate_model(val, data, model=tr.last_checkpoint, out_json=out / "evaluation.json",
+                            overwrite=True)
+        o = ev["overall"]
+        r = {"fixed_split": True, "validation": [str(p) for p in val],
+             "epochs_run": tr.epochs_run, "miou": o["miou"], "ece": o["ece"],
+             "iou": dict(zip(ev["classes"], o["iou"], strict=True))}
+    r = {**r, "variant": name, "changes": what, "overrides": changes,
+         "budget_minutes_per_fold": budget, "wall_seconds": time.perf_counter() - t}
+    done.write_text(json.dumps(r, indent=2) + "\n")
+    return r
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The markdown table of cross-validated variants, best mean mIoU first."""
+    rows = sorted((r for r in results if "per_fold" in r),
+                  key=lambda r: -(r["mean"]["miou"] or 0.0))
+    if not rows:
+        return ""
+    classes = rows[0]["classes"]
+    head = ["variant", "mIoU (mean ± std)", *(f"{c} IoU" for c in classes), "ECE",
+            "epochs per fold", "min per fold", "what changes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        folds = r["per_fold"]
+        eces = [f["ece"] for f in folds if f.get("ece") is not None]
+        lines.append("| " + " | ".join([
+            r["variant"], _pm(r["mean"]["miou"], r["std"]["miou"]),
+            *(_pm(r["mean"]["iou"][c], r["std"]["iou"][c]) for c in classes),
+            f"{statistics.mean(eces):.4f}" if eces else "-",
+            "/".join(str(f["epochs_run"]) for f in folds),
+            f"{r['wall_seconds'] / 60 / len(folds):.1f}", r["changes"]]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--budget", type=float, default=45.0, help="minutes per fold (default 45)")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    ap.add_argument("--fixed", action="store_true",
+                    help="train the variants on the recipe's fixed 30/9 split instead")
+    ap.add_argument("--out", type=Path, default=OUT / "accuracy")
+    a = ap.parse_args(argv)
+    names = [n.strip() for n in a.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        print(f"bench_accuracy: unknown variants {unknown}; known: {list(VARIANTS)}",
+              file=sys.stderr)
+        return 2
+    if not sorted(a.data.glob("IMG_*.tif")):
+        print(f"bench_accuracy: no Carrot-Weed images in {a.data}; skipped", file=sys.stderr)
+        return 0
+    root = a.out / f"{a.budget:g}min"
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in names:
+        r = run_variant(name, a.data, root, a.budget, a.folds, fixed=a.fixed)
+        results.append(r)
+        score = r["mean"]["miou"] if "mean" in r else r["miou"]
+        print(f"{name}: mIoU {score:.4f}" if score is not None and not math.isnan(score)
+              else f"{name}: no score", flush=True)
+    done = [json.loads(p.read_text()) for p in sorted(root.glob("*/cv.json"))]
+    (root / "results.json").write_text(json.dumps(done, indent=2) + "\n")
+    md = table([{**r, "variant": r.get("variant", "?")} for r in done])
+    (root / "results.md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
