@@ -10,7 +10,8 @@ the schedule is built for exactly that many steps. As the pace of the first step
 (start-up, another process sharing the CPU), the plan is corrected after every epoch but the
 last from the median time of the last five epochs: the cosine schedule is stretched or shrunk
 from where it stands (one-cycle keeps the first plan), so it always ends at its final value on
-the last step, and the run ends within about one epoch's error of the budget.
+the last step, and the run ends within about half an epoch of the budget. With ``val_every``
+the plan counts one validation in that many epochs, and keeps one back for the last epoch.
 
 The measurement runs on the real network, optimizer and data, then everything it touched is put
 back (weights and normalization buffers, a fresh optimizer and schedule, every RNG), so a budget
@@ -27,7 +28,6 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import statistics
 import tempfile
 import time
@@ -66,9 +66,12 @@ class BudgetPlan:
     replans: int = 0  # times the epochs were changed after an epoch from its measured time
     used_s: float = 0.0  # of the budget, after the last finished epoch (resume goes on from it)
 
+    val_every: int = 1  # validations come once in this many epochs
+
     @property
     def epoch_s(self) -> float:
-        return self.steps_per_epoch * self.step_s + self.validate_s + self.save_s
+        return (self.steps_per_epoch * self.step_s + self.validate_s / self.val_every
+                + self.save_s)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "epoch_s": self.epoch_s}
@@ -96,14 +99,17 @@ def fit_to_budget(trainer: Trainer, budget_minutes: float, elapsed_s: float) -> 
     set_rng_state(rng_tensors, rng_values)
     steps = max(1, len(trainer.loader))
     setup_s = elapsed_s + time.perf_counter() - t0
-    epoch_s = steps * step_s + validate_s + save_s
-    epochs = max(1, round((60 * budget_minutes - setup_s) / epoch_s))
+    val_every = trainer.cfg.val_every
+    # one validation in val_every epochs, and one more after the last (counted in the setup)
+    epoch_s = steps * step_s + validate_s / val_every + save_s
+    epochs = max(1, round((60 * budget_minutes - setup_s - validate_s * (val_every > 1))
+                          / epoch_s))
     trainer.cfg = dataclasses.replace(trainer.cfg, epochs=epochs, early_stopping=0)
     trainer._new_optimizer()  # a fresh optimizer, and a schedule of epochs * steps
     trainer.scaler = torch.amp.GradScaler("cuda", enabled=trainer.amp)
     plan = BudgetPlan(budget_minutes=budget_minutes, step_s=step_s, validate_s=validate_s,
                       save_s=save_s, setup_s=setup_s, steps_per_epoch=steps, epochs=epochs,
-                      total_steps=epochs * steps, first_epochs=epochs)
+                      total_steps=epochs * steps, first_epochs=epochs, val_every=val_every)
     if setup_s + epoch_s > 60 * budget_minutes:
         log.warning("a budget of %s min is shorter than setup and one epoch (%.1f s): training "
                     "1 epoch", budget_minutes, setup_s + epoch_s)
@@ -144,9 +150,17 @@ def replan(trainer: Trainer, plan: BudgetPlan, finished: int, elapsed_s: float,
     plan = dataclasses.replace(plan, used_s=elapsed_s)
     if finished + 1 >= plan.epochs or trainer.cfg.schedule == "onecycle" or not epoch_times:
         return plan
-    epoch_s = statistics.median(epoch_times[-5:])  # follows a lasting change of load, not a spike
     left = 60 * plan.budget_minutes - elapsed_s
-    epochs = finished + 1 + max(1, math.floor(left / epoch_s))  # rather early than late
+    v = plan.val_every
+    if v == 1:
+        epoch_s = statistics.median(epoch_times[-5:])  # follows a lasting load, not a spike
+    else:
+        # any v epochs in a row hold one validation: average over whole cycles (at most two)
+        n = min(len(epoch_times), 2 * v) // v * v
+        epoch_s = (statistics.fmean(epoch_times[-n:]) if n
+                   else statistics.median(epoch_times) + plan.validate_s / v)
+        left -= plan.validate_s  # the last epoch is always validated
+    epochs = finished + 1 + max(1, round(left / epoch_s))  # within half an epoch either way
     if epochs == plan.epochs:
         return plan
     if trainer.cfg.schedule == "cosine":

@@ -51,6 +51,9 @@ class TrainConfig:
                                                           "class_weights": "auto"})
     augment: dict[str, Any] = field(default_factory=dict)
     early_stopping: int = 8
+    # validate every N epochs (and always after the last): the windows of every validation
+    # image are scored each time, which can cost a third of a short epoch
+    val_every: int = 1
     max_minutes: float | None = None  # stop after the epoch that passes this wall-clock budget
     budget_minutes: float | None = None  # measure, then choose epochs to end on time (budget.py)
     amp: bool = True
@@ -74,6 +77,9 @@ class TrainConfig:
         if self.schedule not in ("cosine", "onecycle", "constant"):
             raise ConfigError(f"schedule {self.schedule!r} is not one of cosine, onecycle, "
                               "constant")
+        if not isinstance(self.val_every, int) or self.val_every < 1:
+            raise ConfigError(f"val_every must be a whole number of epochs >= 1, got "
+                              f"{self.val_every!r}")
         if self.budget_minutes is not None:
             if not self.budget_minutes > 0:
                 raise ConfigError(f"budget_minutes must be > 0, got {self.budget_minutes}")

@@ -79,9 +79,10 @@ class RunState:
         return self.history[-1]["epoch"] - self.best_epoch if self.history else 0
 
     def record(self, row: dict[str, Any]) -> bool:
-        """Add an epoch's metrics; True when it is the best so far."""
+        """Add an epoch's metrics; True when it is the best so far (never for an epoch that
+        was not validated, ``val_every``)."""
         self.history.append(row)
-        if row["val_miou"] > self.best_miou:
+        if row["val_miou"] is not None and row["val_miou"] > self.best_miou:
             self.best_miou, self.best_epoch = row["val_miou"], row["epoch"]
             return True
         return False
@@ -158,7 +159,8 @@ def train(config: TrainConfig | str | os.PathLike | dict[str, Any], *, resume: b
                        else min(trainer.cfg.epochs, start + stop_after)):
             trainer.maybe_grow(state, epoch)
             row = trainer.run_epoch(epoch, progress)
-            log.info("epoch %d: loss %.4f, val mIoU %.4f", epoch, row["loss"], row["val_miou"])
+            log.info("epoch %d: loss %.4f, val mIoU %s", epoch, row["loss"],
+                     "-" if row["val_miou"] is None else f"{row['val_miou']:.4f}")
             epoch_times.append(time.perf_counter() - t_mark)  # with the last epoch's saving
             t_mark = time.perf_counter()
             if plan is not None:  # correct the plan by the epochs' pace (saved below)
@@ -259,17 +261,21 @@ class Trainer:
             new["lr"] = old["lr"]
 
     def run_epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
-        """Train one epoch, validate; the epoch's metrics row."""
+        """Train one epoch, validate if it is one of every ``val_every`` or the last; the
+        epoch's metrics row (validation metrics None when it was not validated)."""
         self.setup.train_ds.set_epoch(epoch)
         loss = self._train_epoch(epoch, progress)
-        return self.row(epoch, loss, self._validate())
+        due = (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 >= self.cfg.epochs
+        return self.row(epoch, loss, self._validate() if due else None)
 
-    def row(self, epoch: int, loss: float, metrics: dict[str, Any]) -> dict[str, Any]:
-        """An epoch's metrics row from its mean loss and validation metrics."""
+    def row(self, epoch: int, loss: float, metrics: dict[str, Any] | None) -> dict[str, Any]:
+        """An epoch's metrics row from its mean loss and validation metrics (None: not
+        validated)."""
+        iou = metrics["iou"] if metrics else [None] * len(self.cfg.classes)
         return {"epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
-                "val_miou": metrics["miou"], "val_pixel_accuracy": metrics["pixel_accuracy"],
-                **{f"val_iou_{c}": v
-                   for c, v in zip(self.cfg.classes, metrics["iou"], strict=True)},
+                "val_miou": metrics["miou"] if metrics else None,
+                "val_pixel_accuracy": metrics["pixel_accuracy"] if metrics else None,
+                **{f"val_iou_{c}": v for c, v in zip(self.cfg.classes, iou, strict=True)},
                 "params": sum(p.numel() for p in self.model.parameters())}
 
     def save(self, out: Path, row: dict[str, Any], state: RunState, best: bool) -> None:

@@ -1,6 +1,7 @@
 """``budget_minutes`` (``--budget``): measured steps choose the epochs; the schedule ends on
 time."""
 
+import dataclasses
 import json
 import time
 
@@ -72,3 +73,29 @@ def test_a_resumed_budget_run_keeps_its_plan_and_ends_the_schedule(fields, tmp_p
     with safe_open(str(tmp_path / "run" / "last.state.safetensors"), "pt") as f:
         sched = json.loads(f.metadata()["agriseg_train_state"])["scheduler"]
     assert sched["T_max"] == sched["last_epoch"] == plan["total_steps"]
+
+
+def test_replanning_with_val_every_averages_whole_validation_cycles():
+    """Epochs that validate are slower: the pace is the mean over whole cycles of val_every
+    epochs (one validation each), and the last epoch's validation is kept in reserve."""
+    from types import SimpleNamespace
+
+    from agriseg.training.budget import BudgetPlan, replan
+    from agriseg.training.config import TrainConfig
+
+    def trainer(v):
+        return SimpleNamespace(cfg=TrainConfig(epochs=10, val_every=v),
+                               scheduler=SimpleNamespace(T_max=100))
+
+    plan = BudgetPlan(budget_minutes=1, step_s=0.1, validate_s=5.0, save_s=0.0, setup_s=0.0,
+                      steps_per_epoch=10, epochs=10, total_steps=100, val_every=3)
+    t = trainer(3)
+    new = replan(t, plan, finished=5, elapsed_s=16.0, epoch_times=[1, 1, 6, 1, 1, 6])
+    # 60 - 16 s left, less 5 s for the last validation, at 16/6 s per epoch: 14.6 more epochs
+    assert new.epochs == 6 + 15 == t.cfg.epochs and t.scheduler.T_max == 210
+    assert new.replans == 1 and new.used_s == 16.0
+    t = trainer(3)  # before a whole cycle: the median plus a third of a validation
+    assert replan(t, plan, finished=1, elapsed_s=2.0, epoch_times=[1, 1]).epochs == 2 + 20
+    one = dataclasses.replace(plan, val_every=1)
+    t = trainer(1)  # every epoch validates: the median of the last five, nothing reserved
+    assert replan(t, one, finished=4, elapsed_s=30.0, epoch_times=[6, 6, 6, 60, 6]).epochs == 10

@@ -54,6 +54,26 @@ def test_resume_equals_an_uninterrupted_run(squares, tmp_path):
         assert np.array_equal(a[k].numpy(), b[k].numpy()), k
 
 
+def test_val_every_validates_every_nth_epoch_and_the_last(squares, tmp_path):
+    """Skipped validations leave empty metrics; the same weights as validating every epoch
+    (validation changes no state), and the best checkpoint is chosen among validated epochs."""
+    r = train(config(squares, tmp_path / "v", "epochs=5", "val_every=2"))
+    validated = [h["epoch"] for h in r.history if h["val_miou"] is not None]
+    assert validated == [1, 3, 4]  # every 2nd, and the last
+    assert r.best_epoch in validated
+    assert all(h["val_iou_crop"] is None for h in r.history if h["epoch"] not in validated)
+    csv_rows = (tmp_path / "v" / "metrics.csv").read_text().splitlines()
+    assert len(csv_rows) == 6 and ",," in csv_rows[1]  # epoch 0: empty validation cells
+    full = train(config(squares, tmp_path / "f", "epochs=5"))
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in r.history]
+    assert [full.history[e]["val_miou"] for e in validated] == pytest.approx(
+        [r.history[e]["val_miou"] for e in validated])
+    a, b = (load_file(str(tmp_path / d / "last.safetensors")) for d in "vf")
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    with pytest.raises(Exception, match="val_every must be a whole number"):
+        config(squares, tmp_path / "x", "val_every=0")
+
+
 def test_bad_training_inputs_fail_before_training(squares, tmp_path):
     from agriseg.errors import AgrisegError
 
