@@ -25,8 +25,11 @@ LEVELS = ("none", "flips", "d4")
 
 
 def run(data: Path = DATA, limit: int | None = None, repeats: int = 2, resample: str = "auto",
-        backend: str = "auto", model: str | None = None) -> dict:
+        backend: str = "auto", model: str | None = None, split: Path | None = None) -> dict:
     images = sorted(p for p in data.glob("IMG_*.tif") if not p.stem.endswith("_labels"))
+    if split is not None:  # a training run's held-out images: score a model on unseen fields
+        held_out = {Path(p).name for p in json.loads(split.read_text())["validation"]}
+        images = [p for p in images if p.name in held_out]
     images = images[:limit] if limit else images
     engine = open_engine(model, backend, "cpu")  # exported and loaded once, outside the timing
     best: dict[str, float] = {}
@@ -56,9 +59,11 @@ def main() -> None:
     ap.add_argument("--resample", default="auto", choices=("auto", "off"))
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--split", type=Path, default=None,
+                    help="a run's split.json: score only its validation images")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
-    result = run(a.data, a.limit, a.repeats, a.resample, a.backend, a.model)
+    result = run(a.data, a.limit, a.repeats, a.resample, a.backend, a.model, a.split)
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / f"tta{'_' + a.tag if a.tag else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
