@@ -190,3 +190,17 @@ def weed_field(path: Path, *, crs: str = CRS, geographic: bool = False,
     with rasterio.open(path, "r+") as dst:
         dst.update_tags(classes=json.dumps(list(classes)))
     return path
+
+
+# the smallest network that trains: for tests of the training loop, budgets and folds
+TINY_ARCH = "{arch: unet, encoder_name: resnet18, encoder_depth: 3, decoder_channels: [16, 8, 8]}"
+
+
+def tiny_train_config(folder, out, *extra):
+    """A training config on ``folder``'s ``f?.tif`` fields with the tiny network, 64 px
+    windows, 8 windows an epoch; ``extra`` KEY=VALUE overrides come last and win."""
+    from agriseg.training.config import load_config
+
+    return load_config(None, [f"images={folder}/f?.tif", f"labels={folder}",
+                              f"arch={TINY_ARCH}", "patch_px=64", "batch_size=4",
+                              "windows_per_epoch=8", "lr=0.01", f"out_dir={out}", *extra])

@@ -5,13 +5,11 @@ import statistics
 from pathlib import Path
 
 import pytest
+from conftest import tiny_train_config
 
 from agriseg.crossval import cross_validate, format_cv_table
 from agriseg.errors import AgrisegError
 from agriseg.samples import Sample, fold_samples
-from agriseg.training.config import load_config
-
-TINY_ARCH = "{arch: unet, encoder_name: resnet18, encoder_depth: 3, decoder_channels: [16, 8, 8]}"
 
 
 def samples(n):
@@ -43,10 +41,7 @@ def test_fold_counts_outside_2_to_the_image_count_are_refused(k):
 
 
 def config(folder, out, *extra):
-    return load_config(None, [f"images={folder}/f?.tif", f"labels={folder}",
-                              f"arch={TINY_ARCH}", "patch_px=64", "batch_size=4",
-                              "windows_per_epoch=8", "lr=0.01", "epochs=1", "device=cpu",
-                              f"out_dir={out}", *extra])
+    return tiny_train_config(folder, out, "epochs=1", "device=cpu", *extra)
 
 
 def test_cross_validation_trains_and_scores_each_fold_on_its_images(fields, tmp_path):

@@ -6,20 +6,16 @@ import json
 import time
 
 import pytest
+from conftest import tiny_train_config
 from safetensors import safe_open
 
 from agriseg.errors import AgrisegError
 from agriseg.training.config import load_config
 from agriseg.training.loop import train
 
-TINY_ARCH = "{arch: unet, encoder_name: resnet18, encoder_depth: 3, decoder_channels: [16, 8, 8]}"
-
 
 def config(folder, out, *extra):
-    return load_config(None, [f"images={folder}/f?.tif", f"labels={folder}", "val_images=[f2.tif]",
-                              f"arch={TINY_ARCH}", "patch_px=64", "batch_size=4",
-                              "windows_per_epoch=8", "lr=0.01", "device=cpu",
-                              f"out_dir={out}", *extra])
+    return tiny_train_config(folder, out, "val_images=[f2.tif]", "device=cpu", *extra)
 
 
 def test_a_budget_ends_training_on_time_at_the_end_of_the_schedule(fields, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import squares_field
+from conftest import squares_field, tiny_train_config
 from safetensors.torch import load_file
 
 from agriseg.models.checkpoint import load_checkpoint, read_card
@@ -14,7 +14,6 @@ from agriseg.training.config import load_config
 from agriseg.training.loop import train
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_tiles"
-TINY_ARCH = "{arch: unet, encoder_name: resnet18, encoder_depth: 3, decoder_channels: [16, 8, 8]}"
 
 
 @pytest.fixture
@@ -25,10 +24,8 @@ def squares(tmp_path):
 
 
 def config(folder, out, *extra):
-    return load_config(None, [f"images={folder}/f?.tif", f"labels={folder}", "val_images=[f2.tif]",
-                              f"arch={TINY_ARCH}", "patch_px=64", "batch_size=4",
-                              "windows_per_epoch=32", "lr=0.01", "early_stopping=0",
-                              f"out_dir={out}", *extra])
+    return tiny_train_config(folder, out, "val_images=[f2.tif]", "windows_per_epoch=32",
+                             "early_stopping=0", *extra)
 
 
 def test_short_training_learns_a_clear_task(squares, tmp_path):
