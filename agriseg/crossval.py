@@ -144,6 +144,11 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
+def format_mean_std(mean: float | None, std: float | None) -> str:
+    """``0.8461 ± 0.0061`` (``-`` without a mean, the mean alone without a spread)."""
+    return _fmt(mean) if std is None else f"{_fmt(mean)} ± {std:.4f}"
+
+
 def format_cv_table(result: dict[str, Any]) -> str:
     """The per-fold and mean ± std table of a :func:`cross_validate` result."""
     classes = result["classes"]
@@ -151,12 +156,8 @@ def format_cv_table(result: dict[str, Any]) -> str:
     rows = [[str(f["fold"]), str(len(f["validation"])), _fmt(f["miou"]),
              *(_fmt(f["iou"][c]) for c in classes)] for f in result["per_fold"]]
     mean, std = result["mean"], result["std"]
-
-    def pm(m: float | None, s: float | None) -> str:
-        return _fmt(m) if s is None else f"{_fmt(m)} ± {s:.4f}"
-
-    rows.append(["mean", "", pm(mean["miou"], std["miou"]),
-                 *(pm(mean["iou"][c], std["iou"][c]) for c in classes)])
+    rows.append(["mean", "", format_mean_std(mean["miou"], std["miou"]),
+                 *(format_mean_std(mean["iou"][c], std["iou"][c]) for c in classes)])
     widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True))
                      for r in [head, *rows])

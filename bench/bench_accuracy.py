@@ -81,6 +81,7 @@ def run_variant(name: str, data: Path, root: Path, budget: float, folds: int,
     from agriseg import cross_validate
     from agriseg.jobs.evaluate import evaluate_model
     from agriseg.training.loop import train
+    from agriseg.training.setup import read_split
 
     what, changes = VARIANTS[name]
     out = root / (f"fixed-{name}" if fixed else name)
@@ -96,7 +97,7 @@ def run_variant(name: str, data: Path, root: Path, budget: float, folds: int,
         resume = (out / "last.state.safetensors").is_file()
         tr = train(RECIPE, resume=resume, out_dir=str(out),
                    **_overrides(data, budget, None, changes))
-        val = [Path(p) for p in json.loads((out / "split.json").read_text())["validation"]]
+        val = read_split(out / "split.json")["validation"]
         ev = evaluate_model(val, data, model=tr.last_checkpoint, out_json=out / "evaluation.json",
                             overwrite=True)
         o = ev["overall"]
@@ -109,14 +110,9 @@ def run_variant(name: str, data: Path, root: Path, budget: float, folds: int,
     return r
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
-
-
 def table(results: list[dict[str, Any]]) -> str:
     """The markdown table of cross-validated variants, best mean mIoU first."""
+    from agriseg.crossval import format_mean_std as pm
     rows = sorted((r for r in results if "per_fold" in r),
                   key=lambda r: -(r["mean"]["miou"] or 0.0))
     if not rows:
@@ -131,8 +127,8 @@ def table(results: list[dict[str, Any]]) -> str:
         folds = r["per_fold"]
         eces = [f["ece"] for f in folds if f.get("ece") is not None]
         lines.append("| " + " | ".join([
-            r["variant"], _pm(r["mean"]["miou"], r["std"]["miou"]), _paired(r, base),
-            *(_pm(r["mean"]["iou"][c], r["std"]["iou"][c]) for c in classes),
+            r["variant"], pm(r["mean"]["miou"], r["std"]["miou"]), _paired(r, base),
+            *(pm(r["mean"]["iou"][c], r["std"]["iou"][c]) for c in classes),
             f"{statistics.mean(eces):.4f}" if eces else "-",
             "/".join(str(f["epochs_run"]) for f in folds),
             f"{r['wall_seconds'] / 60 / len(folds):.1f}", r["changes"]]) + " |")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agriseg.infer.engines import open_engine
 from agriseg.jobs.evaluate import evaluate_model
+from agriseg.training.setup import read_split
 from bench.common import OUT
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "carrot-weed"
@@ -28,7 +29,7 @@ def run(data: Path = DATA, limit: int | None = None, repeats: int = 2, resample:
         backend: str = "auto", model: str | None = None, split: Path | None = None) -> dict:
     images = sorted(p for p in data.glob("IMG_*.tif") if not p.stem.endswith("_labels"))
     if split is not None:  # a training run's held-out images: score a model on unseen fields
-        held_out = {Path(p).name for p in json.loads(split.read_text())["validation"]}
+        held_out = {p.name for p in read_split(split)["validation"]}
         images = [p for p in images if p.name in held_out]
     images = images[:limit] if limit else images
     engine = open_engine(model, backend, "cpu")  # exported and loaded once, outside the timing

@@ -10,6 +10,7 @@ from conftest import tiny_train_config
 from agriseg.crossval import cross_validate, format_cv_table
 from agriseg.errors import AgrisegError
 from agriseg.samples import Sample, fold_samples
+from agriseg.training.setup import read_split
 
 
 def samples(n):
@@ -54,6 +55,8 @@ def test_cross_validation_trains_and_scores_each_fold_on_its_images(fields, tmp_
         split = json.loads((out / f"fold-{f['fold']}" / "split.json").read_text())
         assert split["validation"] == f["validation"]
         assert sorted(split["train"]) == sorted(set(images) - set(f["validation"]))
+        assert read_split(out / f"fold-{f['fold']}" / "split.json") == {
+            k: [Path(x) for x in split[k]] for k in ("train", "validation")}
         ev = json.loads((out / f"fold-{f['fold']}" / "evaluation.json").read_text())
         assert ev["model"] == f["checkpoint"] and ev["images"] == 1  # whole-image score
         assert f["checkpoint"].endswith("last.safetensors")  # not chosen on these images

@@ -56,6 +56,13 @@ class TrainSetup:
                                    indent=2))
 
 
+def read_split(path: str | Path) -> dict[str, list[Path]]:
+    """A run's ``split.json`` (:meth:`TrainSetup.write_split`): its ``train`` and
+    ``validation`` image paths."""
+    split = json.loads(Path(path).read_text())
+    return {k: [Path(p) for p in split[k]] for k in ("train", "validation")}
+
+
 def arch_config(cfg: TrainConfig) -> dict[str, Any]:
     """The registry config of the network (DeepLabV3+ unless ``arch.arch`` says otherwise)."""
     return {"arch": DEFAULT_ARCH, **cfg.arch}
