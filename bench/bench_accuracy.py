@@ -65,6 +65,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nobalance": ("no class-balanced sampling (windows drawn uniformly)",
                   {"class_balance": 0.0}),
     "onecycle": ("one-cycle schedule instead of cosine", {"schedule": "onecycle"}),
+    # a candidate, not a single change: the 4-min screening's leader, plus validating every
+    # 5th epoch, which a cross-validation does not need each epoch (it scores the last
+    # checkpoint), so the budget buys more epochs
+    "nobalance_val5": ("no class-balanced sampling, and validation every 5th epoch "
+                       "(more epochs in the same budget)",
+                       {"class_balance": 0.0, "val_every": 5}),
 }
 
 
