@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.common import OUT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +152,44 @@ def _paired(r: dict[str, Any], base: dict[str, Any] | None) -> str:
     return f"{statistics.mean(d):+.4f} ({' '.join(f'{x:+.3f}' for x in d)})"
 
 
+def errors(variant_dir: Path, worst: int = 10) -> str:
+    """Where a cross-validated variant errs: its held-out images pooled over the folds (each
+    image is held out by exactly one fold), as a truth -> prediction table of pixel shares,
+    and its ``worst`` images by mIoU, with each class's share of the labelled pixels."""
+    from agriseg.metrics import ConfusionMatrix
+
+    rows: list[tuple[str, int, dict[str, Any]]] = []
+    classes: list[str] = []
+    for ev_path in sorted(variant_dir.glob("fold-*/evaluation.json")):
+        ev = json.loads(ev_path.read_text())
+        classes = ev["classes"]
+        fold = int(ev_path.parent.name.removeprefix("fold-"))
+        rows += [(Path(r["image"]).stem, fold, r) for r in ev["per_image"]]
+    if not rows:
+        return f"no fold-*/evaluation.json in {variant_dir}"
+    pooled = ConfusionMatrix(len(classes))
+    for _, _, r in rows:
+        pooled.matrix += np.asarray(r["confusion"], dtype=np.int64)
+    m = pooled.compute()
+    conf = pooled.matrix / np.maximum(pooled.matrix.sum(axis=1, keepdims=True), 1)
+    out = [f"{variant_dir.name}: {len(rows)} held-out images pooled, mIoU {m['miou']:.4f} "
+           f"(IoU {', '.join(f'{c} {v:.4f}' for c, v in zip(classes, m['iou'], strict=True))})",
+           "", "| truth → predicted | " + " | ".join(classes) + " |",
+           "|---|" + "---|" * len(classes)]
+    out += [f"| {c} | " + " | ".join(f"{100 * v:.1f}%" for v in conf[i]) + " |"
+            for i, c in enumerate(classes)]
+    out += ["", f"The {min(worst, len(rows))} worst images by mIoU:", "",
+            "| image | fold | mIoU | " + " | ".join(f"{c} IoU" for c in classes) + " | "
+            + " | ".join(f"{c} share" for c in classes) + " |",
+            "|" + "---|" * (3 + 2 * len(classes))]
+    for stem, fold, r in sorted(rows, key=lambda x: x[2]["miou"])[:worst]:
+        total = sum(r["support"]) or 1
+        out.append(f"| {stem} | {fold} | {r['miou']:.3f} | "
+                   + " | ".join("-" if v is None else f"{v:.3f}" for v in r["iou"]) + " | "
+                   + " | ".join(f"{100 * s / total:.1f}%" for s in r["support"]) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -162,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT / "accuracy")
     ap.add_argument("--report", action="store_true",
                     help="train nothing: tabulate the variants already done")
+    ap.add_argument("--errors", action="store_true",
+                    help="train nothing: where each variant done errs, pooled over its folds "
+                         "(written to <variant>/errors.md)")
     a = ap.parse_args(argv)
     names = [n.strip() for n in a.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -174,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     root = a.out / f"{a.budget:g}min"
     root.mkdir(parents=True, exist_ok=True)
+    if a.errors:
+        for name in names:
+            if (root / name / "cv.json").is_file():
+                text = errors(root / name)
+                (root / name / "errors.md").write_text(text + "\n")
+                print(text + "\n")
+        return 0
     for name in [] if a.report else names:
         r = run_variant(name, a.data, root, a.budget, a.folds, fixed=a.fixed)
         score = r["mean"]["miou"] if "mean" in r else r["miou"]

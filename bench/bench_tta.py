@@ -30,6 +30,10 @@ def run(data: Path = DATA, limit: int | None = None, repeats: int = 2, resample:
     images = sorted(p for p in data.glob("IMG_*.tif") if not p.stem.endswith("_labels"))
     if split is not None:  # a training run's held-out images: score a model on unseen fields
         held_out = {p.name for p in read_split(split)["validation"]}
+        missing = sorted(held_out - {p.name for p in images})
+        if missing:  # scoring fewer images than the split holds would misreport the fold
+            raise SystemExit(f"bench_tta: {len(missing)} of the split's {len(held_out)} "
+                             f"validation images are not in {data}: {', '.join(missing)}")
         images = [p for p in images if p.name in held_out]
     images = images[:limit] if limit else images
     engine = open_engine(model, backend, "cpu")  # exported and loaded once, outside the timing
