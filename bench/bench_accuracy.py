@@ -219,10 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     if a.errors:
         for name in names:
-            if (root / name / "cv.json").is_file():
-                text = errors(root / name)
-                (root / name / "errors.md").write_text(text + "\n")
-                print(text + "\n")
+            if not (root / name / "cv.json").is_file():
+                print(f"{name}: not cross-validated at {a.budget:g} min in {root}",
+                      file=sys.stderr)
+                continue
+            text = errors(root / name)
+            (root / name / "errors.md").write_text(text + "\n")
+            print(text + "\n")
         return 0
     for name in [] if a.report else names:
         r = run_variant(name, a.data, root, a.budget, a.folds, fixed=a.fixed)

@@ -39,3 +39,12 @@ def test_errors_without_evaluations_says_so(tmp_path):
 def test_an_unknown_variant_is_refused(capsys):
     assert bench_accuracy.main(["--variants", "nosuch", "--report"]) == 2
     assert "unknown variants ['nosuch']" in capsys.readouterr().err
+
+
+def test_errors_of_a_variant_not_done_says_so(tmp_path, capsys):
+    (tmp_path / "IMG_1.tif").touch()
+    assert bench_accuracy.main(["--errors", "--variants", "recipe", "--budget", "45",
+                                "--data", str(tmp_path),
+                                "--out", str(tmp_path / "out")]) == 0
+    assert "recipe: not cross-validated at 45 min" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "45min" / "recipe" / "errors.md").exists()
