@@ -42,9 +42,22 @@ def test_an_unknown_variant_is_refused(capsys):
 
 
 def test_errors_of_a_variant_not_done_says_so(tmp_path, capsys):
-    (tmp_path / "IMG_1.tif").touch()
+    # reading results needs no images: --data points at an empty folder
     assert bench_accuracy.main(["--errors", "--variants", "recipe", "--budget", "45",
                                 "--data", str(tmp_path),
                                 "--out", str(tmp_path / "out")]) == 0
     assert "recipe: not cross-validated at 45 min" in capsys.readouterr().err
     assert not (tmp_path / "out" / "45min" / "recipe" / "errors.md").exists()
+
+
+def test_the_report_needs_results_not_images(tmp_path, capsys):
+    root = tmp_path / "out" / "45min" / "recipe"
+    root.mkdir(parents=True)
+    fold = {"miou": 0.8, "ece": 0.01, "epochs_run": 9, "iou": {"soil": 0.9, "weed": 0.7}}
+    (root / "cv.json").write_text(json.dumps({
+        "variant": "recipe", "changes": "the recipe", "classes": ["soil", "weed"],
+        "per_fold": [fold, fold], "mean": {"miou": 0.8, "iou": fold["iou"]},
+        "std": {"miou": 0.0, "iou": {"soil": 0.0, "weed": 0.0}}, "wall_seconds": 120.0}))
+    assert bench_accuracy.main(["--report", "--budget", "45", "--data", str(tmp_path / "none"),
+                                "--out", str(tmp_path / "out")]) == 0
+    assert "| recipe | 0.8000 ± 0.0000 |" in capsys.readouterr().out
