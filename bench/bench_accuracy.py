@@ -216,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_accuracy: no Carrot-Weed images in {a.data}; skipped", file=sys.stderr)
         return 0
     root = a.out / f"{a.budget:g}min"
-    root.mkdir(parents=True, exist_ok=True)
-    if a.errors:
+    if a.errors:  # reads results only: creates no folder
         for name in names:
             if not (root / name / "cv.json").is_file():
                 print(f"{name}: not cross-validated at {a.budget:g} min in {root}",
@@ -227,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             (root / name / "errors.md").write_text(text + "\n")
             print(text + "\n")
         return 0
+    root.mkdir(parents=True, exist_ok=True)
     for name in [] if a.report else names:
         r = run_variant(name, a.data, root, a.budget, a.folds, fixed=a.fixed)
         score = r["mean"]["miou"] if "mean" in r else r["miou"]
