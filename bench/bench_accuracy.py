@@ -11,7 +11,9 @@ ends on time), and each fold's last checkpoint is scored on its held-out images 
 Resumable: a variant whose ``cv.json`` exists is read back, and a fold that was stopped goes on
 from its saved state, so ``make bench-accuracy`` can be stopped and started again.
 ``--fixed`` trains one variant on the recipe's fixed 30/9 split instead (the README's
-number), and scores the same way. Results: ``bench/out/accuracy/<budget>min/`` (one folder
+number), and scores the same way. ``--errors`` and ``--fit`` train nothing: where a
+cross-validated variant errs, and how well each fold's model fits its own training images
+against the images it never saw. Results: ``bench/out/accuracy/<budget>min/`` (one folder
 per variant, ``results.json`` and ``results.md``, a table sorted by mean mIoU).
 
 Not part of ``make bench``: it needs the shared data set and hours of CPU (3 folds x 45 min
@@ -190,6 +192,45 @@ def errors(variant_dir: Path, worst: int = 10) -> str:
     return "\n".join(out)
 
 
+def fit(variant_dir: Path, data: Path) -> str:
+    """How well each fold's last model fits the images it trained on, against the images it
+    never saw: a small gap says the recipe is short of fitting (time, capacity); a large one,
+    of data. Each fold's score on its training images is kept in ``fold-i/fit.json`` and read
+    back when there (resumable); the held-out score is the fold's ``evaluation.json``."""
+    from agriseg.jobs.evaluate import evaluate_model
+
+    cv = json.loads((variant_dir / "cv.json").read_text())
+    classes = cv["classes"]
+    head = ["fold", "images (train/held out)", "mIoU train", "mIoU held out", "gap"]
+    head += [f"{c} IoU train / held out" for c in classes]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    gaps = []
+    for f in cv["per_fold"]:
+        fold_dir = variant_dir / f"fold-{f['fold']}"
+        done = fold_dir / "fit.json"
+        if done.is_file():
+            ev = json.loads(done.read_text())
+        else:
+            train_images = [data / Path(p).name for p in f["train"]]
+            missing = [p.name for p in train_images if not p.is_file()]
+            if missing:  # scoring fewer images than the fold trained on would misreport it
+                raise SystemExit(f"bench_accuracy: {len(missing)} of fold {f['fold']}'s "
+                                 f"{len(train_images)} training images are not in {data}: "
+                                 f"{', '.join(missing)}")
+            ev = evaluate_model(train_images, data, model=fold_dir / "last.safetensors",
+                                out_json=done, overwrite=True)
+        held = json.loads((fold_dir / "evaluation.json").read_text())["overall"]
+        tr = ev["overall"]
+        gaps.append(tr["miou"] - held["miou"])
+        out.append(f"| {f['fold']} | {len(ev['per_image'])}/{len(f['validation'])} | "
+                   f"{tr['miou']:.4f} | {held['miou']:.4f} | {gaps[-1]:+.4f} | "
+                   + " | ".join(f"{a:.4f} / {b:.4f}"
+                                for a, b in zip(tr["iou"], held["iou"], strict=True)) + " |")
+    out.append(f"\n{variant_dir.name}: mean gap train - held out {statistics.mean(gaps):+.4f} "
+               f"mIoU over {len(gaps)} folds")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -205,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--errors", action="store_true",
                     help="train nothing: where each variant done errs, pooled over its folds "
                          "(written to <variant>/errors.md)")
+    ap.add_argument("--fit", action="store_true",
+                    help="train nothing: score each fold's model on its own training images "
+                         "against its held-out ones (written to <variant>/fit.md; needs --data)")
     a = ap.parse_args(argv)
     names = [n.strip() for n in a.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -212,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_accuracy: unknown variants {unknown}; known: {list(VARIANTS)}",
               file=sys.stderr)
         return 2
-    if not (a.report or a.errors) and not sorted(a.data.glob("IMG_*.tif")):  # to train
+    if not (a.report or a.errors) and not sorted(a.data.glob("IMG_*.tif")):  # to train, to fit
         print(f"bench_accuracy: no Carrot-Weed images in {a.data}; skipped", file=sys.stderr)
         return 0
     root = a.out / f"{a.budget:g}min"
@@ -225,6 +269,16 @@ def main(argv: list[str] | None = None) -> int:
             text = errors(root / name)
             (root / name / "errors.md").write_text(text + "\n")
             print(text + "\n")
+        return 0
+    if a.fit:  # scores the folds' models again: creates no folder either
+        for name in names:
+            if not (root / name / "cv.json").is_file():
+                print(f"{name}: not cross-validated at {a.budget:g} min in {root}",
+                      file=sys.stderr)
+                continue
+            text = fit(root / name, a.data)
+            (root / name / "fit.md").write_text(text + "\n")
+            print(text + "\n", flush=True)
         return 0
     root.mkdir(parents=True, exist_ok=True)
     for name in [] if a.report else names:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from bench import bench_accuracy
 
 
@@ -61,3 +63,53 @@ def test_the_report_needs_results_not_images(tmp_path, capsys):
     assert bench_accuracy.main(["--report", "--budget", "45", "--data", str(tmp_path / "none"),
                                 "--out", str(tmp_path / "out")]) == 0
     assert "| recipe | 0.8000 ± 0.0000 |" in capsys.readouterr().out
+
+
+def _cv_with_one_fold(root, fields, make_checkpoint):
+    """A cross-validated variant of one fold (trained on f0, f1; f2 held out) whose model is
+    a random per-pixel network, scored on f2 as cross_validate scores it."""
+    from agriseg.jobs.evaluate import evaluate_model
+
+    variant = root / "recipe"
+    (variant / "fold-1").mkdir(parents=True)
+    model = make_checkpoint("recipe/fold-1/last.safetensors")
+    evaluate_model([fields / "f2.tif"], fields, model=model,
+                   out_json=variant / "fold-1" / "evaluation.json")
+    (variant / "cv.json").write_text(json.dumps({
+        "classes": ["soil", "crop", "weed"],
+        "per_fold": [{"fold": 1, "train": ["/elsewhere/f0.tif", "/elsewhere/f1.tif"],
+                      "validation": ["/elsewhere/f2.tif"]}]}))
+    return variant, model
+
+
+def test_fit_scores_each_fold_on_its_own_training_images(tmp_path, fields, make_checkpoint):
+    from agriseg.jobs.evaluate import evaluate_model
+
+    variant, model = _cv_with_one_fold(tmp_path, fields, make_checkpoint)
+    text = bench_accuracy.fit(variant, fields)
+    train = evaluate_model([fields / "f0.tif", fields / "f1.tif"], fields, model=model)
+    held = evaluate_model([fields / "f2.tif"], fields, model=model)
+    fit_json = json.loads((variant / "fold-1" / "fit.json").read_text())
+    # the training images of the fold, found in --data by name, not the held-out one
+    assert [r["image"].rsplit("/", 1)[-1] for r in fit_json["per_image"]] == ["f0.tif", "f1.tif"]
+    assert fit_json["overall"]["miou"] == train["overall"]["miou"]
+    gap = train["overall"]["miou"] - held["overall"]["miou"]
+    assert (f"| 1 | 2/1 | {train['overall']['miou']:.4f} | {held['overall']['miou']:.4f} | "
+            f"{gap:+.4f} |") in text
+    assert f"mean gap train - held out {gap:+.4f} mIoU over 1 folds" in text
+    # resumable: a fold scored before is read back, not scored again
+    fit_json["overall"]["miou"] = 0.5
+    (variant / "fold-1" / "fit.json").write_text(json.dumps(fit_json))
+    assert "| 1 | 2/1 | 0.5000 |" in bench_accuracy.fit(variant, fields)
+
+
+def test_fit_refuses_a_fold_whose_training_images_are_missing(tmp_path, fields,
+                                                              make_checkpoint):
+    variant, _ = _cv_with_one_fold(tmp_path, fields, make_checkpoint)
+    only_f0 = tmp_path / "data"
+    only_f0.mkdir()
+    for name in ("f0.tif", "f0_labels.tif"):
+        (only_f0 / name).write_bytes((fields / name).read_bytes())
+    with pytest.raises(SystemExit, match="1 of fold 1's 2 training images are not in .*f1.tif"):
+        bench_accuracy.fit(variant, only_f0)
+    assert not (variant / "fold-1" / "fit.json").exists()
