@@ -59,6 +59,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sfnet": ("architecture SFNet (flow-aligned pyramid), the zoo's best after DeepLabV3+ "
               "(docs/models.md), MobileNetV3-Large",
               {"arch": {"arch": "sfnet", "encoder_name": MNV3L}}),
+    # the held-out errors lie mostly within 1-2 px of a class boundary (docs/accuracy.md),
+    # where DeepLabV3+'s stride-4 output is upsampled; U-Net decodes up to full resolution.
+    # Decoder channels sized so a training step costs what the recipe's does on the CPU
+    "unet": ("architecture U-Net (decoder up to full resolution, channels 96/48/24/16/8), "
+             "MobileNetV3-Large",
+             {"arch": {"arch": "unet", "encoder_name": MNV3L,
+                       "decoder_channels": [96, 48, 24, 16, 8]}}),
     "window384": ("384 px windows (batch 4: about the same pixels per step)",
                   {"patch_px": 384, "batch_size": 4}),
     "window512": ("512 px windows (batch 2)", {"patch_px": 512, "batch_size": 2}),
