@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 
 from bench.common import OUT
 
@@ -238,6 +239,94 @@ def fit(variant_dir: Path, data: Path) -> str:
     return "\n".join(out)
 
 
+def _boundary_band(labels: np.ndarray, valid: np.ndarray, r: int) -> np.ndarray:
+    """Labelled pixels within ``r`` px (Chebyshev) of a class boundary: their (2r+1)^2
+    window of the labels holds more than one class (no-data counts as a class of its own)."""
+    from scipy import ndimage
+
+    size = 2 * r + 1
+    return valid & (ndimage.maximum_filter(labels, size) != ndimage.minimum_filter(labels, size))
+
+
+def _scores(m: np.ndarray) -> tuple[float, list[float]]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.diag(m) / (m.sum(0) + m.sum(1) - np.diag(m))
+    return float(np.nanmean(iou)), [float(v) for v in iou]
+
+
+def edges(variant_dir: Path, data: Path, radii: tuple[int, ...] = (1, 2, 3)) -> str:
+    """Where a cross-validated variant's held-out errors lie: within ``radii`` px of a class
+    boundary of the labels, or inside objects. Each image is predicted whole by the fold model
+    that never saw it (kept in ``fold-i/predictions/``, read back when there), and scored with
+    and without the boundary band. Beside it, the labels cleaned by a majority filter scored
+    against themselves: what a model that draws clean shapes loses to the labels' own
+    ragged edges at best, i.e. how far the labels let a score go."""
+    from scipy import ndimage
+
+    import agriseg
+
+    cv = json.loads((variant_dir / "cv.json").read_text())
+    classes = cv["classes"]
+    k = len(classes)
+    allm = np.zeros((k, k), np.int64)
+    core = {r: np.zeros((k, k), np.int64) for r in radii}
+    clean = {r: np.zeros((k, k), np.int64) for r in radii}
+    band_px = dict.fromkeys(radii, 0)
+    band_err = dict.fromkeys(radii, 0)
+    for f in cv["per_fold"]:
+        fold_dir = variant_dir / f"fold-{f['fold']}"
+        for image in (data / Path(p).name for p in f["validation"]):
+            label_path = image.with_name(f"{image.stem}_labels.tif")
+            if not (image.is_file() and label_path.is_file()):
+                raise SystemExit(f"bench_accuracy: {image.name} or its _labels.tif is not in "
+                                 f"{data}")
+            pred_path = fold_dir / "predictions" / f"{image.stem}.tif"
+            if not pred_path.is_file():
+                pred_path.parent.mkdir(exist_ok=True)
+                agriseg.predict(image, pred_path, model=fold_dir / "last.safetensors")
+            with rasterio.open(pred_path) as src:
+                pred = src.read(1)
+            with rasterio.open(label_path) as src:
+                labels = src.read(1)
+            if pred.shape != labels.shape:
+                raise SystemExit(f"bench_accuracy: {label_path.name} is {labels.shape}, not on "
+                                 f"the image's grid {pred.shape}")
+            valid = labels < k
+            err = valid & (pred != labels)
+            np.add.at(allm, (labels[valid], pred[valid]), 1)
+            onehot = np.stack([(labels == c).astype(np.float32) for c in range(k)])
+            for r in radii:
+                band = _boundary_band(labels, valid, r)
+                band_px[r] += int(band.sum())
+                band_err[r] += int((err & band).sum())
+                inner = valid & ~band
+                np.add.at(core[r], (labels[inner], pred[inner]), 1)
+                majority = np.stack([ndimage.uniform_filter(c, 2 * r + 1)
+                                     for c in onehot]).argmax(0)
+                np.add.at(clean[r], (labels[valid], majority[valid]), 1)
+    n_px, n_err = int(allm.sum()), int(allm.sum() - np.trace(allm))
+    miou, iou = _scores(allm)
+    per_class = " | ".join(f"{c} IoU" for c in classes)
+    out = [f"{variant_dir.name}: {n_err} of {n_px} held-out labelled pixels wrong "
+           f"({100 * n_err / max(n_px, 1):.2f}%)", "",
+           "| pixels scored | share of labelled pixels | share of the errors | mIoU | "
+           + per_class + " |", "|" + "---|" * (4 + k),
+           f"| all | 100% | 100% | {miou:.4f} | " + " | ".join(f"{v:.4f}" for v in iou) + " |"]
+    for r in radii:
+        m, v = _scores(core[r])
+        out.append(f"| farther than {r} px from a label boundary | "
+                   f"{100 * (1 - band_px[r] / max(n_px, 1)):.1f}% | "
+                   f"{100 * (1 - band_err[r] / max(n_err, 1)):.1f}% | {m:.4f} | "
+                   + " | ".join(f"{x:.4f}" for x in v) + " |")
+    out += ["", "The labels against themselves cleaned by a majority filter (all pixels):", "",
+            "| filter | mIoU | " + per_class + " |", "|" + "---|" * (2 + k)]
+    for r in radii:
+        m, v = _scores(clean[r])
+        out.append(f"| {2 * r + 1}x{2 * r + 1} | {m:.4f} | " + " | ".join(f"{x:.4f}" for x in v)
+                   + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -253,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--errors", action="store_true",
                     help="train nothing: where each variant done errs, pooled over its folds "
                          "(written to <variant>/errors.md)")
+    ap.add_argument("--edges", action="store_true",
+                    help="train nothing: how many of each variant's held-out errors lie on "
+                         "label boundaries (written to <variant>/edges.md; needs --data)")
     ap.add_argument("--fit", action="store_true",
                     help="train nothing: score each fold's model on its own training images "
                          "against its held-out ones (written to <variant>/fit.md; needs --data)")
@@ -277,14 +369,15 @@ def main(argv: list[str] | None = None) -> int:
             (root / name / "errors.md").write_text(text + "\n")
             print(text + "\n")
         return 0
-    if a.fit:  # scores the folds' models again: creates no folder either
+    if a.fit or a.edges:  # score the folds' models again: create no folder either
+        job, md = (fit, "fit.md") if a.fit else (edges, "edges.md")
         for name in names:
             if not (root / name / "cv.json").is_file():
                 print(f"{name}: not cross-validated at {a.budget:g} min in {root}",
                       file=sys.stderr)
                 continue
-            text = fit(root / name, a.data)
-            (root / name / "fit.md").write_text(text + "\n")
+            text = job(root / name, a.data)
+            (root / name / md).write_text(text + "\n")
             print(text + "\n", flush=True)
         return 0
     root.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
+import rasterio
+from conftest import write_raster
+from scipy import ndimage
 
+from agriseg.jobs.evaluate import evaluate_model
 from bench import bench_accuracy
 
 
@@ -68,8 +73,6 @@ def test_the_report_needs_results_not_images(tmp_path, capsys):
 def _cv_with_one_fold(root, fields, make_checkpoint):
     """A cross-validated variant of one fold (trained on f0, f1; f2 held out) whose model is
     a random per-pixel network, scored on f2 as cross_validate scores it."""
-    from agriseg.jobs.evaluate import evaluate_model
-
     variant = root / "recipe"
     (variant / "fold-1").mkdir(parents=True)
     model = make_checkpoint("recipe/fold-1/last.safetensors")
@@ -83,8 +86,6 @@ def _cv_with_one_fold(root, fields, make_checkpoint):
 
 
 def test_fit_scores_each_fold_on_its_own_training_images(tmp_path, fields, make_checkpoint):
-    from agriseg.jobs.evaluate import evaluate_model
-
     variant, model = _cv_with_one_fold(tmp_path, fields, make_checkpoint)
     text = bench_accuracy.fit(variant, fields)
     train = evaluate_model([fields / "f0.tif", fields / "f1.tif"], fields, model=model)
@@ -113,3 +114,56 @@ def test_fit_refuses_a_fold_whose_training_images_are_missing(tmp_path, fields,
     with pytest.raises(SystemExit, match="1 of fold 1's 2 training images are not in .*f1.tif"):
         bench_accuracy.fit(variant, only_f0)
     assert not (variant / "fold-1" / "fit.json").exists()
+
+
+def test_edges_splits_the_held_out_errors_by_distance_to_a_label_boundary(
+        tmp_path, fields, make_checkpoint):
+    variant, model = _cv_with_one_fold(tmp_path, fields, make_checkpoint)
+    text = bench_accuracy.edges(variant, fields, radii=(1, 2))
+    pred_path = variant / "fold-1" / "predictions" / "f2.tif"
+    with rasterio.open(pred_path) as src:
+        pred = src.read(1)
+    with rasterio.open(fields / "f2_labels.tif") as src:
+        labels = src.read(1)
+    err = pred != labels  # the squares field is labelled everywhere
+    assert 0 < err.sum() < err.size
+    held = evaluate_model([fields / "f2.tif"], fields, model=model)["overall"]
+    assert f"| all | 100% | 100% | {held['miou']:.4f} |" in text  # scored as evaluate scores
+    for r in (1, 2):
+        # computed another way: a pixel is within r px of a boundary when the chessboard
+        # distance to the nearest pixel of another class is at most r
+        dist = np.zeros(labels.shape)
+        for c in np.unique(labels):
+            inside = labels == c
+            dist[inside] = ndimage.distance_transform_cdt(inside, metric="chessboard")[inside]
+        band = dist <= r
+        assert (f"| farther than {r} px from a label boundary | "
+                f"{100 * (1 - band.mean()):.1f}% | "
+                f"{100 * (1 - (err & band).sum() / err.sum()):.1f}% |") in text
+    assert "| 3x3 |" in text and "| 5x5 |" in text
+    # predictions are kept and read back, not made again
+    stamp = pred_path.stat().st_mtime_ns
+    assert bench_accuracy.edges(variant, fields, radii=(1, 2)) == text
+    assert pred_path.stat().st_mtime_ns == stamp
+
+
+def test_edges_majority_filter_keeps_straight_label_edges_and_cuts_corners(
+        tmp_path, make_checkpoint):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    write_raster(data / "f2.tif", rng.integers(0, 255, (3, 64, 64)).astype(np.uint8),
+                 descriptions=("red", "green", "blue"))
+    labels = np.zeros((1, 64, 64), np.uint8)
+    labels[:, 20:, :] = 1
+    labels[:, 40:, 30:] = 2  # straight edges and right-angled corners only
+    write_raster(data / "f2_labels.tif", labels, nodata=255)
+    variant, _ = _cv_with_one_fold(tmp_path, data, make_checkpoint)
+    text = bench_accuracy.edges(variant, data, radii=(1,))
+    # a 3x3 majority keeps straight edges; a right-angled corner pixel has 4 of 9 of its own
+    # class and flips, so only the one corner of class 2 (at row 40, col 30) changes
+    assert "| 3x3 | " in text
+    row = next(line for line in text.splitlines() if line.startswith("| 3x3 |"))
+    soil, crop, weed = (float(v) for v in row.strip("| ").split(" | ")[2:])
+    assert soil == 1.0 and crop < 1.0 and weed < 1.0
+    assert weed == round(1 - 1 / (24 * 34), 4)
