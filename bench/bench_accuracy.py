@@ -11,9 +11,10 @@ ends on time), and each fold's last checkpoint is scored on its held-out images 
 Resumable: a variant whose ``cv.json`` exists is read back, and a fold that was stopped goes on
 from its saved state, so ``make bench-accuracy`` can be stopped and started again.
 ``--fixed`` trains one variant on the recipe's fixed 30/9 split instead (the README's
-number), and scores the same way. ``--errors`` and ``--fit`` train nothing: where a
-cross-validated variant errs, and how well each fold's model fits its own training images
-against the images it never saw. Results: ``bench/out/accuracy/<budget>min/`` (one folder
+number), and scores the same way. ``--report``, ``--errors``, ``--fit`` and ``--edges`` train
+nothing: the table of what is done, where a cross-validated variant errs, how well each fold's
+model fits its own training images against the images it never saw, and how many of the
+held-out errors lie on label boundaries. Results: ``bench/out/accuracy/<budget>min/`` (one folder
 per variant, ``results.json`` and ``results.md``, a table sorted by mean mIoU).
 
 Not part of ``make bench``: it needs the shared data set and hours of CPU (3 folds x 45 min
@@ -337,17 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixed", action="store_true",
                     help="train the variants on the recipe's fixed 30/9 split instead")
     ap.add_argument("--out", type=Path, default=OUT / "accuracy")
-    ap.add_argument("--report", action="store_true",
-                    help="train nothing: tabulate the variants already done")
-    ap.add_argument("--errors", action="store_true",
-                    help="train nothing: where each variant done errs, pooled over its folds "
-                         "(written to <variant>/errors.md)")
-    ap.add_argument("--edges", action="store_true",
-                    help="train nothing: how many of each variant's held-out errors lie on "
-                         "label boundaries (written to <variant>/edges.md; needs --data)")
-    ap.add_argument("--fit", action="store_true",
-                    help="train nothing: score each fold's model on its own training images "
-                         "against its held-out ones (written to <variant>/fit.md; needs --data)")
+    only = ap.add_mutually_exclusive_group()  # the modes that train nothing: one at a time
+    only.add_argument("--report", action="store_true",
+                      help="train nothing: tabulate the variants already done")
+    only.add_argument("--errors", action="store_true",
+                      help="train nothing: where each variant done errs, pooled over its folds "
+                           "(written to <variant>/errors.md)")
+    only.add_argument("--edges", action="store_true",
+                      help="train nothing: how many of each variant's held-out errors lie on "
+                           "label boundaries (written to <variant>/edges.md; needs --data)")
+    only.add_argument("--fit", action="store_true",
+                      help="train nothing: score each fold's model on its own training images "
+                           "against its held-out ones (written to <variant>/fit.md; needs --data)")
     a = ap.parse_args(argv)
     names = [n.strip() for n in a.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_accuracy: unknown variants {unknown}; known: {list(VARIANTS)}",
               file=sys.stderr)
         return 2
-    if not (a.report or a.errors) and not sorted(a.data.glob("IMG_*.tif")):  # to train, to fit
+    if not (a.report or a.errors) and not sorted(a.data.glob("IMG_*.tif")):  # to train or score
         print(f"bench_accuracy: no Carrot-Weed images in {a.data}; skipped", file=sys.stderr)
         return 0
     root = a.out / f"{a.budget:g}min"

@@ -167,3 +167,10 @@ def test_edges_majority_filter_keeps_straight_label_edges_and_cuts_corners(
     soil, crop, weed = (float(v) for v in row.strip("| ").split(" | ")[2:])
     assert soil == 1.0 and crop < 1.0 and weed < 1.0
     assert weed == round(1 - 1 / (24 * 34), 4)
+
+
+def test_the_modes_that_train_nothing_are_one_at_a_time(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench_accuracy.main(["--fit", "--edges", "--variants", "recipe"])
+    assert e.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
