@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from bench.common import OUT
+from bench.common import OUT, in_data
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "train" / "carrot-weed.yaml"
@@ -220,12 +220,8 @@ def fit(variant_dir: Path, data: Path) -> str:
         if done.is_file():
             ev = json.loads(done.read_text())
         else:
-            train_images = [data / Path(p).name for p in f["train"]]
-            missing = [p.name for p in train_images if not p.is_file()]
-            if missing:  # scoring fewer images than the fold trained on would misreport it
-                raise SystemExit(f"bench_accuracy: {len(missing)} of fold {f['fold']}'s "
-                                 f"{len(train_images)} training images are not in {data}: "
-                                 f"{', '.join(missing)}")
+            train_images = in_data(data, f["train"], "bench_accuracy",
+                                   f"fold {f['fold']}'s {len(f['train'])} training images")
             ev = evaluate_model(train_images, data, model=fold_dir / "last.safetensors",
                                 out_json=done, overwrite=True)
         held = json.loads((fold_dir / "evaluation.json").read_text())["overall"]
@@ -249,12 +245,6 @@ def _boundary_band(labels: np.ndarray, valid: np.ndarray, r: int) -> np.ndarray:
     return valid & (ndimage.maximum_filter(labels, size) != ndimage.minimum_filter(labels, size))
 
 
-def _scores(m: np.ndarray) -> tuple[float, list[float]]:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.diag(m) / (m.sum(0) + m.sum(1) - np.diag(m))
-    return float(np.nanmean(iou)), [float(v) for v in iou]
-
-
 def edges(variant_dir: Path, data: Path, radii: tuple[int, ...] = (1, 2, 3)) -> str:
     """Where a cross-validated variant's held-out errors lie: within ``radii`` px of a class
     boundary of the labels, or inside objects. Each image is predicted whole by the fold model
@@ -265,22 +255,25 @@ def edges(variant_dir: Path, data: Path, radii: tuple[int, ...] = (1, 2, 3)) -> 
     from scipy import ndimage
 
     import agriseg
+    from agriseg.constants import NODATA
+    from agriseg.metrics import ConfusionMatrix
 
     cv = json.loads((variant_dir / "cv.json").read_text())
     classes = cv["classes"]
     k = len(classes)
-    allm = np.zeros((k, k), np.int64)
-    core = {r: np.zeros((k, k), np.int64) for r in radii}
-    clean = {r: np.zeros((k, k), np.int64) for r in radii}
+    whole = ConfusionMatrix(k)
+    core = {r: ConfusionMatrix(k) for r in radii}  # the pixels outside the band
+    clean = {r: ConfusionMatrix(k) for r in radii}  # majority-filtered labels vs the labels
     band_px = dict.fromkeys(radii, 0)
     band_err = dict.fromkeys(radii, 0)
     for f in cv["per_fold"]:
         fold_dir = variant_dir / f"fold-{f['fold']}"
-        for image in (data / Path(p).name for p in f["validation"]):
+        held_out = in_data(data, f["validation"], "bench_accuracy",
+                           f"fold {f['fold']}'s {len(f['validation'])} held-out images")
+        in_data(data, [f"{p.stem}_labels.tif" for p in held_out], "bench_accuracy",
+                f"fold {f['fold']}'s {len(held_out)} label rasters")
+        for image in held_out:
             label_path = image.with_name(f"{image.stem}_labels.tif")
-            if not (image.is_file() and label_path.is_file()):
-                raise SystemExit(f"bench_accuracy: {image.name} or its _labels.tif is not in "
-                                 f"{data}")
             pred_path = fold_dir / "predictions" / f"{image.stem}.tif"
             if not pred_path.is_file():
                 pred_path.parent.mkdir(exist_ok=True)
@@ -292,39 +285,40 @@ def edges(variant_dir: Path, data: Path, radii: tuple[int, ...] = (1, 2, 3)) -> 
             if pred.shape != labels.shape:
                 raise SystemExit(f"bench_accuracy: {label_path.name} is {labels.shape}, not on "
                                  f"the image's grid {pred.shape}")
-            valid = labels < k
+            valid = labels != NODATA
             err = valid & (pred != labels)
-            np.add.at(allm, (labels[valid], pred[valid]), 1)
+            whole.update(pred, labels)
             onehot = np.stack([(labels == c).astype(np.float32) for c in range(k)])
             for r in radii:
                 band = _boundary_band(labels, valid, r)
                 band_px[r] += int(band.sum())
                 band_err[r] += int((err & band).sum())
-                inner = valid & ~band
-                np.add.at(core[r], (labels[inner], pred[inner]), 1)
+                core[r].update(pred, np.where(band, NODATA, labels))
                 majority = np.stack([ndimage.uniform_filter(c, 2 * r + 1)
                                      for c in onehot]).argmax(0)
-                np.add.at(clean[r], (labels[valid], majority[valid]), 1)
-    n_px, n_err = int(allm.sum()), int(allm.sum() - np.trace(allm))
-    miou, iou = _scores(allm)
+                clean[r].update(majority, labels)
+    n_px = int(whole.matrix.sum())
+    n_err = n_px - int(np.trace(whole.matrix))
+    top = whole.compute()
     per_class = " | ".join(f"{c} IoU" for c in classes)
     out = [f"{variant_dir.name}: {n_err} of {n_px} held-out labelled pixels wrong "
            f"({100 * n_err / max(n_px, 1):.2f}%)", "",
            "| pixels scored | share of labelled pixels | share of the errors | mIoU | "
            + per_class + " |", "|" + "---|" * (4 + k),
-           f"| all | 100% | 100% | {miou:.4f} | " + " | ".join(f"{v:.4f}" for v in iou) + " |"]
+           f"| all | 100% | 100% | {top['miou']:.4f} | "
+           + " | ".join(f"{v:.4f}" for v in top["iou"]) + " |"]
     for r in radii:
-        m, v = _scores(core[r])
+        c = core[r].compute()
         out.append(f"| farther than {r} px from a label boundary | "
                    f"{100 * (1 - band_px[r] / max(n_px, 1)):.1f}% | "
-                   f"{100 * (1 - band_err[r] / max(n_err, 1)):.1f}% | {m:.4f} | "
-                   + " | ".join(f"{x:.4f}" for x in v) + " |")
+                   f"{100 * (1 - band_err[r] / max(n_err, 1)):.1f}% | {c['miou']:.4f} | "
+                   + " | ".join(f"{x:.4f}" for x in c["iou"]) + " |")
     out += ["", "The labels against themselves cleaned by a majority filter (all pixels):", "",
             "| filter | mIoU | " + per_class + " |", "|" + "---|" * (2 + k)]
     for r in radii:
-        m, v = _scores(clean[r])
-        out.append(f"| {2 * r + 1}x{2 * r + 1} | {m:.4f} | " + " | ".join(f"{x:.4f}" for x in v)
-                   + " |")
+        c = clean[r].compute()
+        out.append(f"| {2 * r + 1}x{2 * r + 1} | {c['miou']:.4f} | "
+                   + " | ".join(f"{x:.4f}" for x in c["iou"]) + " |")
     return "\n".join(out)
 
 
@@ -361,25 +355,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_accuracy: no Carrot-Weed images in {a.data}; skipped", file=sys.stderr)
         return 0
     root = a.out / f"{a.budget:g}min"
-    if a.errors:  # reads results only: creates no folder
+    reads = {"errors": lambda d: errors(d), "fit": lambda d: fit(d, a.data),
+             "edges": lambda d: edges(d, a.data)}  # modes that read a cross-validation
+    mode = next((m for m in reads if getattr(a, m)), None)
+    if mode:  # creates no folder
         for name in names:
             if not (root / name / "cv.json").is_file():
                 print(f"{name}: not cross-validated at {a.budget:g} min in {root}",
                       file=sys.stderr)
                 continue
-            text = errors(root / name)
-            (root / name / "errors.md").write_text(text + "\n")
-            print(text + "\n")
-        return 0
-    if a.fit or a.edges:  # score the folds' models again: create no folder either
-        job, md = (fit, "fit.md") if a.fit else (edges, "edges.md")
-        for name in names:
-            if not (root / name / "cv.json").is_file():
-                print(f"{name}: not cross-validated at {a.budget:g} min in {root}",
-                      file=sys.stderr)
-                continue
-            text = job(root / name, a.data)
-            (root / name / md).write_text(text + "\n")
+            text = reads[mode](root / name)
+            (root / name / f"{mode}.md").write_text(text + "\n")
             print(text + "\n", flush=True)
         return 0
     root.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from agriseg.infer.engines import open_engine
 from agriseg.jobs.evaluate import evaluate_model
 from agriseg.training.setup import read_split
-from bench.common import OUT
+from bench.common import OUT, in_data
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "carrot-weed"
 LEVELS = ("none", "flips", "d4")
@@ -29,12 +29,9 @@ def run(data: Path = DATA, limit: int | None = None, repeats: int = 2, resample:
         backend: str = "auto", model: str | None = None, split: Path | None = None) -> dict:
     images = sorted(p for p in data.glob("IMG_*.tif") if not p.stem.endswith("_labels"))
     if split is not None:  # a training run's held-out images: score a model on unseen fields
-        held_out = {p.name for p in read_split(split)["validation"]}
-        missing = sorted(held_out - {p.name for p in images})
-        if missing:  # scoring fewer images than the split holds would misreport the fold
-            raise SystemExit(f"bench_tta: {len(missing)} of the split's {len(held_out)} "
-                             f"validation images are not in {data}: {', '.join(missing)}")
-        images = [p for p in images if p.name in held_out]
+        held_out = read_split(split)["validation"]
+        images = in_data(data, held_out, "bench_tta",
+                         f"the split's {len(held_out)} validation images")
     images = images[:limit] if limit else images
     engine = open_engine(model, backend, "cpu")  # exported and loaded once, outside the timing
     best: dict[str, float] = {}

@@ -19,6 +19,19 @@ from agriseg.sampledata.fields import make_field
 OUT = Path(os.environ.get("AGRISEG_BENCH_DIR", Path(__file__).parent / "out"))
 
 
+def in_data(data: Path, paths, prog: str, what: str) -> list[Path]:
+    """``paths`` (from a run's ``split.json`` or ``cv.json``, absolute on the machine that
+    trained) found in ``data`` by file name, sorted; refused with the missing names when any
+    is not there (``what``: "the split's 9 validation images"), since scoring fewer images
+    than a run holds would misreport it."""
+    found = sorted(data / Path(p).name for p in paths)
+    missing = [p.name for p in found if not p.is_file()]
+    if missing:
+        raise SystemExit(f"{prog}: {len(missing)} of {what} are not in {data}: "
+                         f"{', '.join(missing)}")
+    return found
+
+
 def field(size: int, seed: int = 0) -> Path:
     """A generated ``size`` x ``size`` RGB field, cached under bench/out."""
     OUT.mkdir(parents=True, exist_ok=True)

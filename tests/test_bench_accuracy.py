@@ -1,4 +1,5 @@
-"""``bench_accuracy``'s reading of finished runs (the training is the bench's own)."""
+"""``bench_accuracy``'s modes that read finished runs: the report, ``--errors``, ``--fit``
+and ``--edges`` (the training itself is the bench's own)."""
 
 import json
 
